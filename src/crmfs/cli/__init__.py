@@ -1,0 +1,5 @@
+"""The ``crmfs`` command line."""
+
+from crmfs.cli.app import main
+
+__all__ = ["main"]

@@ -1,0 +1,30 @@
+"""Definitions: frozen, serializable values with no I/O."""
+
+from crmfs.definitions.catalog import Catalog, fingerprint
+from crmfs.definitions.entity import Entity
+from crmfs.definitions.features import Aggregation, Function, Latest, WindowFeature, default_hop
+from crmfs.definitions.filters import Expr, col
+from crmfs.definitions.metadata import Sensitivity
+from crmfs.definitions.service import FeatureService
+from crmfs.definitions.source import EventSource
+from crmfs.definitions.types import FieldType
+from crmfs.definitions.view import FeatureView, LatestFeature
+
+__all__ = [
+    "Aggregation",
+    "Catalog",
+    "Entity",
+    "EventSource",
+    "Expr",
+    "FeatureService",
+    "FeatureView",
+    "FieldType",
+    "Function",
+    "Latest",
+    "LatestFeature",
+    "Sensitivity",
+    "WindowFeature",
+    "col",
+    "default_hop",
+    "fingerprint",
+]

@@ -1,0 +1,89 @@
+'''Definitions of the demo project over the synthetic CRM (written as its definitions.py).'''
+
+DEFINITIONS = """\
+\"\"\"Demo features over the synthetic CRM (crmfs generate).\"\"\"
+
+from crmfs import Aggregation, Entity, EventSource, FeatureService, FeatureView, Latest, col
+
+customer = Entity("customer", join_key="customer_id", description="A CRM contact (crm_a id)")
+contact_email = Entity("contact_email", join_key="email", description="An address the marketing tool knows")
+
+web_events = EventSource(
+    "web_events",
+    schema={
+        "event_id": "string", "event_time": "timestamp", "arrival_time": "timestamp",
+        "cookie_id": "string", "customer_id": "string", "page": "string",
+        "item_id": "string", "event_type": "string",
+    },
+    event_id="event_id", event_time="event_time", owner="web-team",
+)
+purchases = EventSource(
+    "purchases",
+    schema={
+        "event_id": "string", "event_time": "timestamp", "arrival_time": "timestamp",
+        "customer_id": "string", "order_id": "string", "item_id": "string",
+        "quantity": "int", "amount": "float", "currency": "string",
+    },
+    event_id="event_id", event_time="event_time", required=("customer_id", "amount"),
+    owner="commerce-team", sensitivity="confidential",
+)
+email_events = EventSource(
+    "email_events",
+    schema={
+        "event_id": "string", "event_time": "timestamp", "arrival_time": "timestamp",
+        "email": "string", "campaign_id": "string", "event_type": "string",
+    },
+    event_id="event_id", event_time="event_time", owner="marketing-team", sensitivity="personal",
+)
+support_tickets = EventSource(
+    "support_tickets",
+    schema={
+        "event_id": "string", "event_time": "timestamp", "arrival_time": "timestamp",
+        "email": "string", "ticket_id": "string", "priority": "string", "status": "string",
+        "csat": "int",
+    },
+    event_id="event_id", event_time="event_time", owner="support-team",
+)
+
+browsing = FeatureView(
+    "browsing", entity=customer, source=web_events,
+    features=[
+        Aggregation("visits", "count", windows=["1h", "7d", "30d"]),
+        Aggregation("viewed_items", "last_n", field="item_id", n=10, windows=["30d"]),
+        Aggregation("distinct_items", "count_distinct", field="item_id", windows=["7d", "30d"]),
+        Latest("last_page", field="page"),
+    ],
+    ttl="90d", freshness_sla="1h", owner="recsys", description="Web browsing of known customers",
+)
+buying = FeatureView(
+    "buying", entity=customer, source=purchases,
+    features=[
+        Aggregation("orders", "count", windows=["30d", "90d"]),
+        Aggregation("spend", "sum", field="amount", windows=["30d", "90d"]),
+        Aggregation("order_value", "mean", field="amount", windows=["90d"]),
+        Aggregation("largest_order", "max", field="amount", windows=["90d"]),
+        Aggregation("last_item", "last", field="item_id", windows=["90d"]),
+        Latest("currency", field="currency"),
+    ],
+    ttl="90d", freshness_sla="1d", owner="recsys", sensitivity="confidential",
+)
+email_engagement = FeatureView(
+    "email_engagement", entity=contact_email, source=email_events,
+    features=[
+        Aggregation("opens", "count", windows=["7d", "30d"]),
+        Aggregation("campaigns", "count_distinct", field="campaign_id", windows=["30d"]),
+    ],
+    filter=col("event_type").isin(["open", "click"]), freshness_sla="1h", owner="marketing",
+)
+support = FeatureView(
+    "support", entity=contact_email, source=support_tickets,
+    features=[
+        Aggregation("tickets", "count", windows=["30d"]),
+        Aggregation("csat", "mean", field="csat", windows=["90d"]),
+        Latest("ticket_status", field="status"),
+    ],
+    ttl="90d", freshness_sla="1d", owner="support",
+)
+
+recommender = FeatureService("recommender", features=[browsing, buying], owner="recsys")
+"""

@@ -1,0 +1,80 @@
+"""The one exception tree of crmfs.
+
+::
+
+    CrmfsError
+    ├── DefinitionError          a definition is invalid (names the definition and field)
+    ├── ConfigError              crmfs.yaml or an argument is wrong
+    ├── RegistryError
+    │   └── NotApplied           a definition is used before `apply`
+    ├── FeatureNotFound          a feature reference names no feature
+    ├── IngestError              a whole ingest call cannot proceed (bad file, unknown source)
+    ├── EntityDataError          an entity dataframe for a training set is malformed
+    ├── StorageError             a storage adapter failed (foreign errors are wrapped here)
+    └── MissingExtra             an optional dependency is not installed
+
+Rejected *records* are not exceptions: they go to the quarantine with their reason.
+HTTP status codes are chosen in the API layer, never here.
+"""
+
+from __future__ import annotations
+
+
+class CrmfsError(Exception):
+    """Root of every error crmfs raises on purpose."""
+
+
+class DefinitionError(CrmfsError):
+    """A definition is invalid. Names the definition, the field and the problem."""
+
+    def __init__(self, definition: str, field: str, problem: str) -> None:
+        self.definition = definition
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{definition}: field {field!r}: {problem}")
+
+
+class ConfigError(CrmfsError):
+    """The project configuration or an argument is wrong."""
+
+
+class RegistryError(CrmfsError):
+    """The registry cannot do what was asked."""
+
+
+class NotApplied(RegistryError):
+    """A definition is used before it was applied to the registry."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"{name!r} is not applied; run `crmfs apply` first")
+
+
+class FeatureNotFound(CrmfsError):
+    """A feature reference does not name a known feature."""
+
+    def __init__(self, feature_ref: str, known: list[str] | None = None) -> None:
+        self.feature_ref = feature_ref
+        hint = f"; known features: {', '.join(sorted(known)[:20])}" if known else ""
+        super().__init__(f"feature {feature_ref!r} not found{hint}")
+
+
+class IngestError(CrmfsError):
+    """An ingest call cannot proceed at all (unknown source, unreadable file)."""
+
+
+class EntityDataError(CrmfsError):
+    """The entity dataframe of a training-set request is malformed."""
+
+
+class StorageError(CrmfsError):
+    """A storage adapter failed; the foreign error is the cause."""
+
+
+class MissingExtra(CrmfsError):
+    """An optional dependency is missing; names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{package} is not installed; install it with: pip install 'crmfs[{extra}]'")

@@ -1,0 +1,1 @@
+"""Ingestion: read, validate, resolve identity, log, and fold into the online store."""

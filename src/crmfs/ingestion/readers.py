@@ -1,0 +1,134 @@
+"""Turn what users hand to ``ingest`` into Arrow tables: Python records, pandas, Arrow, files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from crmfs.definitions import EventSource
+from crmfs.errors import IngestError
+
+Records = Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch | Any  # Any: a pandas DataFrame
+
+
+def to_table(records: Records) -> pa.Table:
+    """An Arrow table of the records, whatever their form."""
+    if isinstance(records, pa.Table):
+        return records
+    if isinstance(records, pa.RecordBatch):
+        return pa.Table.from_batches([records])
+    if type(records).__module__.startswith("pandas"):
+        return pa.Table.from_pandas(records, preserve_index=False)
+    if isinstance(records, Mapping) or isinstance(records, str | bytes):
+        raise IngestError("records must be a list of dicts, a pandas DataFrame or an Arrow table")
+    rows = list(records)
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise IngestError(f"record {i} is a {type(row).__name__}, not a dict")
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return _mixed_types_table(rows)
+
+
+def _mixed_types_table(rows: list[Mapping[str, Any]]) -> pa.Table:
+    """Columns whose values have mixed types become text; validation then says which fail."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            columns[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.table(columns)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a file and how far into the file it reaches (``unit``: bytes or rows)."""
+
+    table: pa.Table
+    position: int
+    total: int
+    unit: str
+    bad_lines: list[tuple[int, str, str]]  # (line number, text, problem): unparsable input
+
+
+def read_file(path: Path, source: EventSource, chunk_rows: int = 50_000) -> Iterator[Chunk]:
+    """Chunks of a CSV, JSON-lines or Parquet file, in order."""
+    if not path.exists():
+        raise IngestError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _parquet(path, chunk_rows)
+    if suffix == ".csv":
+        return _csv(path, source)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _jsonl(path, chunk_rows)
+    raise IngestError(f"cannot ingest {path.name}: use .csv, .jsonl/.ndjson or .parquet")
+
+
+def _parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IngestError(f"{path.name} is not a readable Parquet file: {exc}") from exc
+    total = file.metadata.num_rows
+    done = 0
+    for batch in file.iter_batches(batch_size=chunk_rows):
+        done += batch.num_rows
+        yield Chunk(pa.Table.from_batches([batch]), done, total, "rows", [])
+
+
+def _csv(path: Path, source: EventSource) -> Iterator[Chunk]:
+    total = path.stat().st_size
+    # Every declared field is read as text so that type inference cannot differ between
+    # blocks; validation converts text to the declared types and explains failures.
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in source.fields}, strings_can_be_null=True
+    )
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=8 << 20), convert_options=convert)
+        done = 0
+        for batch in reader:
+            done = min(total, done + batch.nbytes)
+            yield Chunk(pa.Table.from_batches([batch]), done, total, "bytes", [])
+    except pa.ArrowInvalid as exc:
+        raise IngestError(f"{path.name}: malformed CSV: {exc}") from exc
+    yield Chunk(pa.table({}), total, total, "bytes", [])
+
+
+def _jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+    total = path.stat().st_size
+    rows: list[dict[str, Any]] = []
+    bad: list[tuple[int, str, str]] = []
+    done = 0
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            done += len(line)
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                bad.append((number, text.decode(errors="replace"), f"invalid JSON: {exc}"))
+                continue
+            if not isinstance(value, dict):
+                bad.append((number, text.decode(errors="replace"), "a line must hold a JSON object"))
+                continue
+            rows.append(value)
+            if len(rows) >= chunk_rows:
+                yield Chunk(to_table(rows), done, total, "bytes", bad)
+                rows, bad = [], []
+    yield Chunk(to_table(rows) if rows else pa.table({}), total, total, "bytes", bad)

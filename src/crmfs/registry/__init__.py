@@ -1,0 +1,1 @@
+"""The registry: applied definitions, their fingerprints and versions."""

@@ -1,0 +1,1 @@
+"""The two runtimes of one semantics: streaming (tiles online) and batch (SQL)."""

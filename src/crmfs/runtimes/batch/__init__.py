@@ -1,0 +1,1 @@
+"""The batch runtime: view plans compiled to SQL and run by DuckDB."""

@@ -1,0 +1,120 @@
+"""Per-entity state of one view: tiles of partial aggregates and latest values.
+
+State layout (a msgpack document)::
+
+    [tiles, latest]
+    tiles  = [ {tile_index: [partial per feature of the hop group]} per hop group ]
+    latest = [ [event_time, seq, value] or None per latest feature ]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgpack
+
+from crmfs.transform.plan import ViewPlan, tile_of, window_lower_bound
+
+State = list[Any]
+Event = tuple[int, int, dict[str, Any]]  # event_time, seq, field values
+
+
+def new_state(plan: ViewPlan) -> State:
+    return [[{} for _ in plan.hop_groups], [None] * len(plan.latest)]
+
+
+def encode(state: State) -> bytes:
+    return msgpack.packb(state, use_bin_type=True)
+
+
+def decode(blob: bytes) -> State:
+    state: State = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    return state
+
+
+def apply_events(plan: ViewPlan, state: State, events: Iterable[Event], now: int) -> None:
+    """Fold events (already filtered for the view) into ``state``, in place.
+
+    ``now`` is the ingestion time: tiles no read at ``now`` or later can reach are dropped,
+    and late events that would land in them are skipped.
+    """
+    groups = plan.hop_groups
+    tiles_by_group = state[0]
+    latest_state = state[1]
+    floors = [group.first_live_tile(now) for group in groups]
+    latest = plan.latest
+    for event_time, seq, values in events:
+        for g, group in enumerate(groups):
+            k = tile_of(event_time, group.hop_us)
+            if k < floors[g]:
+                continue
+            tiles = tiles_by_group[g]
+            partials = tiles.get(k)
+            if partials is None:
+                partials = [w.aggregator.init() for w in group.features]
+                tiles[k] = partials
+            for w in group.features:
+                field = w.feature.field
+                value = None if field is None else values[field]
+                if field is None or value is not None:
+                    partials[w.slot] = w.aggregator.update(partials[w.slot], value, event_time, seq)
+        for i, feature in enumerate(latest):
+            current = latest_state[i]
+            if current is None or (event_time, seq) > (current[0], current[1]):
+                latest_state[i] = [event_time, seq, values[feature.field]]
+    for g, tiles in enumerate(tiles_by_group):
+        floor = floors[g]
+        for k in [k for k in tiles if k < floor]:
+            del tiles[k]
+
+
+def merge_states(plan: ViewPlan, a: State, b: State) -> State:
+    """Combine two entities' states into one (used when identities merge)."""
+    merged = new_state(plan)
+    for g, group in enumerate(plan.hop_groups):
+        tiles = merged[0][g]
+        for source in (a[0][g], b[0][g]):
+            for k, partials in source.items():
+                current = tiles.get(k)
+                if current is None:
+                    tiles[k] = [w.aggregator.merge(w.aggregator.init(), p) for w, p in zip(group.features, partials, strict=True)]
+                else:
+                    tiles[k] = [
+                        w.aggregator.merge(c, p) for w, c, p in zip(group.features, current, partials, strict=True)
+                    ]
+    for i in range(len(plan.latest)):
+        candidates = [x for x in (a[1][i], b[1][i]) if x is not None]
+        merged[1][i] = max(candidates, key=lambda e: (e[0], e[1])) if candidates else None
+    return merged
+
+
+def read_values(plan: ViewPlan, state: State, now: int) -> tuple[list[Any], list[int | None]]:
+    """Feature values at ``now`` in ``plan.output_names`` order, and each latest value's time.
+
+    Windows cover ``L < event_time <= now``; latest values older than the TTL are None.
+    """
+    values: list[Any] = []
+    for g, group in enumerate(plan.hop_groups):
+        tiles = state[0][g]
+        features = group.features
+        last_tile = (now - 1) // group.hop_us
+        lowest = [window_lower_bound(now, w.window_us, w.hop_us) // w.hop_us for w in features]
+        accs = [w.aggregator.init() for w in features]
+        for k, partials in tiles.items():
+            if k > last_tile:
+                continue
+            for i, w in enumerate(features):
+                if k >= lowest[i]:
+                    accs[i] = w.aggregator.merge(accs[i], partials[i])
+        values.extend(w.aggregator.finalize(acc) for w, acc in zip(features, accs, strict=True))
+    times: list[int | None] = []
+    ttl = plan.ttl_us
+    for entry in state[1]:
+        if entry is None or entry[0] > now or (ttl is not None and now - entry[0] > ttl):
+            values.append(None)
+            times.append(None)
+        else:
+            values.append(entry[2])
+            times.append(entry[0])
+    return values, times

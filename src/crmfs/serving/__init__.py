@@ -1,0 +1,1 @@
+"""Serving: online reads with freshness."""

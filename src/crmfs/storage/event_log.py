@@ -1,0 +1,310 @@
+"""The append-only event log: Parquet segments plus a SQLite catalogue.
+
+Layout in the project's data folder::
+
+    log.db                         catalogue: segments, event ids, quarantine, counters
+    segments/<source>/<id>.parquet one file per committed batch (compacted over time)
+
+An append is one SQLite transaction (``synchronous=FULL``): the segment file is written,
+fsynced and renamed into place first, then the catalogue rows that make it visible (its
+segment row, its event ids, its quarantined records) commit together. A crash before the
+commit leaves an orphan file that the next open deletes; after the commit the batch is
+acknowledged and durable. ``(source, event_id)`` is a primary key, so a redelivered
+event is recognised and dropped, also across crashes and retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from crmfs.errors import StorageError
+
+EVENT_TIME = "_event_time_us"
+INGESTED_AT = "_ingested_at_us"
+SEQ = "_seq"
+META_COLUMNS = (EVENT_TIME, INGESTED_AT, SEQ)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    source TEXT NOT NULL, file TEXT NOT NULL PRIMARY KEY, rows INTEGER NOT NULL,
+    min_seq INTEGER NOT NULL, max_seq INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS event_ids (
+    source TEXT NOT NULL, event_id ANY NOT NULL, PRIMARY KEY (source, event_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, quarantined_at INTEGER NOT NULL,
+    field TEXT, reason TEXT NOT NULL, record TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+"""
+_COMPACT_AFTER = 48  # segments of one source before small ones are merged
+_SMALL_SEGMENT = 50_000
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record the pipeline refused, kept with the reason."""
+
+    field: str | None
+    reason: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    id: int
+    source: str
+    quarantined_at: int
+    field: str | None
+    reason: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What one append did; ``accepted`` carries the meta columns the log assigned."""
+
+    accepted: pa.Table
+    duplicates: int
+    quarantined: int
+    ingested_at: int
+
+
+class EventLog:
+    """Durable, append-only, idempotent storage of validated events."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.segment_dir = root / "segments"
+        try:
+            self.segment_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(root / "log.db", check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged batch survives a crash
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the event log at {root}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._remove_orphans()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"event log write failed: {exc}") from exc
+
+    def append(
+        self,
+        source: str,
+        events: pa.Table,
+        event_ids: Sequence[Any],
+        rejected: Sequence[Rejected],
+        now: int,
+    ) -> AppendResult:
+        """Append validated events (with ``_event_time_us``) and quarantine the rejected.
+
+        ``event_ids`` are the events' ids in row order. Returns the accepted, new events
+        with their ``_seq`` and ``_ingested_at_us``.
+        """
+        with self._transaction() as db:
+            keep = self._new_rows(db, source, event_ids)
+            duplicates = len(event_ids) - len(keep)
+            last_seq = self._counter(db, "seq")
+            ingested_at = max(now, self._counter(db, "ingested_at"))
+            accepted = events.take(pa.array(keep, type=pa.int64())) if duplicates else events
+            count = accepted.num_rows
+            accepted = accepted.append_column(
+                INGESTED_AT, pa.array([ingested_at] * count, type=pa.int64())
+            ).append_column(SEQ, pa.array(range(last_seq + 1, last_seq + 1 + count), type=pa.int64()))
+            if count:
+                file = self._write_segment(source, accepted)
+                db.execute(
+                    "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
+                    (source, file, count, last_seq + 1, last_seq + count),
+                )
+                db.executemany(
+                    "INSERT INTO event_ids VALUES (?, ?)", ((source, event_ids[i]) for i in keep)
+                )
+                self._set_counter(db, "seq", last_seq + count)
+                self._set_counter(db, "ingested_at", ingested_at)
+            db.executemany(
+                "INSERT INTO quarantine (source, quarantined_at, field, reason, record)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    (source, now, r.field, r.reason, json.dumps(r.record, default=str))
+                    for r in rejected
+                ),
+            )
+        if count:
+            self._maybe_compact(source)
+        return AppendResult(accepted, duplicates, len(rejected), ingested_at)
+
+    def _new_rows(self, db: sqlite3.Connection, source: str, event_ids: Sequence[Any]) -> list[int]:
+        """Row positions of events not seen before (first occurrence within the batch)."""
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (pos INTEGER PRIMARY KEY, event_id ANY)")
+        db.execute("DELETE FROM incoming")
+        db.executemany("INSERT INTO incoming VALUES (?, ?)", enumerate(event_ids))
+        seen = {
+            row[0]
+            for row in db.execute(
+                "SELECT i.pos FROM incoming i JOIN event_ids e"
+                " ON e.source = ? AND e.event_id = i.event_id",
+                (source,),
+            )
+        }
+        db.execute("DELETE FROM incoming")
+        keep: list[int] = []
+        first: set[Any] = set()
+        for pos, event_id in enumerate(event_ids):
+            if pos in seen or event_id in first:
+                continue
+            first.add(event_id)
+            keep.append(pos)
+        return keep
+
+    def _write_segment(self, source: str, table: pa.Table) -> str:
+        folder = self.segment_dir / source
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{source}/{uuid.uuid4().hex}.parquet"
+        final = self.segment_dir / name
+        tmp = final.with_suffix(".tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        _fsync(tmp)
+        os.replace(tmp, final)
+        _fsync(folder)
+        return name
+
+    def _counter(self, db: sqlite3.Connection, name: str) -> int:
+        row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _set_counter(self, db: sqlite3.Connection, name: str, value: int) -> None:
+        db.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def max_seq(self) -> int:
+        return self._counter(self._db, "seq")
+
+    def last_ingested_at(self) -> int:
+        return self._counter(self._db, "ingested_at")
+
+    def segment_files(self, source: str, after_seq: int = 0) -> list[Path]:
+        """The source's segment files holding events with seq greater than ``after_seq``."""
+        rows = self._db.execute(
+            "SELECT file FROM segments WHERE source = ? AND max_seq > ? ORDER BY min_seq",
+            (source, after_seq),
+        ).fetchall()
+        return [self.segment_dir / row[0] for row in rows]
+
+    def sources(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT DISTINCT source FROM segments")]
+
+    def read(self, source: str, after_seq: int = 0, upto_seq: int | None = None) -> pa.Table | None:
+        """The source's events with ``after_seq < seq <= upto_seq``, in seq order."""
+        files = self.segment_files(source, after_seq)
+        if not files:
+            return None
+        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        mask = pc.greater(table[SEQ], after_seq)
+        if upto_seq is not None:
+            mask = pc.and_(mask, pc.less_equal(table[SEQ], upto_seq))
+        table = table.filter(mask)
+        return table.take(pc.sort_indices(table[SEQ]))
+
+    def counts(self) -> dict[str, int]:
+        """Events per source."""
+        return dict(self._db.execute("SELECT source, sum(rows) FROM segments GROUP BY source").fetchall())
+
+    def quarantine(self, source: str | None = None, limit: int = 1000) -> list[QuarantinedRecord]:
+        sql = "SELECT id, source, quarantined_at, field, reason, record FROM quarantine"
+        params: tuple[Any, ...] = ()
+        if source is not None:
+            sql += " WHERE source = ?"
+            params = (source,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = self._db.execute(sql, (*params, limit)).fetchall()
+        return [QuarantinedRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def quarantine_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    def _maybe_compact(self, source: str) -> None:
+        rows = self._db.execute(
+            "SELECT file, rows FROM segments WHERE source = ? ORDER BY min_seq", (source,)
+        ).fetchall()
+        small = [file for file, count in rows if count < _SMALL_SEGMENT]
+        if len(rows) > _COMPACT_AFTER and len(small) > 1:
+            self.compact(source, small)
+
+    def compact(self, source: str, files: list[str]) -> None:
+        """Merge segments into one; readers see either the old files or the new one."""
+        merged = pa.concat_tables(
+            [pq.read_table(self.segment_dir / f) for f in files], promote_options="default"
+        )
+        merged = merged.take(pc.sort_indices(merged[SEQ]))
+        with self._transaction() as db:
+            # Written under the write lock, like appends, so that orphan removal in
+            # another process never mistakes it for a crash's leftover.
+            name = self._write_segment(source, merged)
+            db.executemany("DELETE FROM segments WHERE file = ?", ((f,) for f in files))
+            db.execute(
+                "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
+                (
+                    source,
+                    name,
+                    merged.num_rows,
+                    pc.min(merged[SEQ]).as_py(),
+                    pc.max(merged[SEQ]).as_py(),
+                ),
+            )
+        for f in files:
+            (self.segment_dir / f).unlink(missing_ok=True)
+
+    def _remove_orphans(self) -> None:
+        """Delete segment files a crash left behind before their commit.
+
+        Segment files are only written under the write lock, so holding it here means
+        any file not in the catalogue belongs to no live transaction.
+        """
+        with self._transaction() as db:
+            known = {row[0] for row in db.execute("SELECT file FROM segments")}
+            for path in self.segment_dir.glob("*/*"):
+                if f"{path.parent.name}/{path.name}" not in known:
+                    path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,66 @@
+"""Storage ports: the small protocols runtimes and use cases depend on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from crmfs.errors import StorageError
+
+EntityKey = str | int
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far the online store has applied the event log."""
+
+    seq: int = 0
+    ingested_at: int = 0
+
+
+class WatermarkMoved(StorageError):
+    """The online store moved on while a backfill was computed; retry it."""
+
+    def __init__(self, expected: Watermark, current: Watermark) -> None:
+        self.expected = expected
+        self.current = current
+        super().__init__(f"online store advanced from seq {expected.seq} to {current.seq}; retry")
+
+
+class OnlineStore(Protocol):
+    """Per-entity state blobs by table, written atomically with the stream watermark."""
+
+    def read(self, table: str, keys: Sequence[EntityKey]) -> list[bytes | None]:
+        """The blobs of ``keys`` in order; None where a key has no state."""
+        ...
+
+    def write(
+        self,
+        updates: Mapping[str, Mapping[EntityKey, bytes]],
+        watermark: Watermark | None = None,
+        expected: Watermark | None = None,
+    ) -> None:
+        """Store all blobs of all tables and the watermark in one atomic step.
+
+        With ``expected``, raise ``WatermarkMoved`` (and write nothing) unless the stored
+        watermark still equals it: the blobs were read under that watermark.
+        """
+        ...
+
+    def watermark(self) -> Watermark:
+        ...
+
+    def replace_table(self, table: str, rows: Mapping[EntityKey, bytes], expected: Watermark) -> None:
+        """Swap a table's whole content (a backfill) atomically.
+
+        Raises ``WatermarkMoved`` if events were applied since ``expected``: the rows were
+        computed from an older log and the caller must recompute.
+        """
+        ...
+
+    def drop_table(self, table: str) -> None:
+        ...
+
+    def close(self) -> None:
+        ...

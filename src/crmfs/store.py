@@ -1,0 +1,267 @@
+"""``FeatureStore``: the composition root and thin facade over the use cases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from crmfs.config import ProjectConfig, load_definitions
+from crmfs.definitions import Catalog, FeatureService, FeatureView, fingerprint
+from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
+from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
+from crmfs.ingestion.readers import Chunk, Records, read_file
+from crmfs.registry.changes import Change, ChangeKind
+from crmfs.registry.sqlite_registry import SqliteRegistry
+from crmfs.runtimes.batch.engine import DuckDBEngine
+from crmfs.runtimes.streaming.processor import StreamProcessor
+from crmfs.runtimes.streaming.state import encode
+from crmfs.serving.online import OnlineResponse, feature_request, read_online
+from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
+from crmfs.storage.ports import EntityKey, WatermarkMoved
+from crmfs.storage.sqlite_online import SqliteOnlineStore
+from crmfs.timestamps import now_micros, to_micros
+from crmfs.training import TrainingSet, historical_features
+from crmfs.transform.plan import ViewPlan, plan_view
+
+Clock = Callable[[], int]
+FeatureSelection = Sequence[str] | str | FeatureService
+
+
+@dataclass(frozen=True)
+class MaterializeReport:
+    view: str
+    version: int
+    entities: int
+
+
+class FeatureStore:
+    """One project: definitions, registry, event log, online store and batch engine.
+
+    >>> store = FeatureStore("my_project")                  # reads my_project/crmfs.yaml
+    >>> store.apply()
+    >>> store.ingest("clicks", [{"event_id": "e1", "ts": ..., "customer_id": "c1"}])
+    >>> store.get_online_features(["activity:clicks_1h"], [{"customer_id": "c1"}]).to_dict()
+
+    ``definitions`` replaces the project's definitions module (tests, notebooks);
+    ``clock`` (UTC microseconds) replaces the wall clock for ingestion times.
+    """
+
+    def __init__(
+        self,
+        repo_path: str | Path = ".",
+        *,
+        definitions: Iterable[object] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        root = Path(repo_path)
+        if definitions is None:
+            self.config = ProjectConfig.load(root)
+            self.catalog = load_definitions(self.config.definitions)
+        else:
+            self.config = ProjectConfig(root, root.name or "crmfs", root / "definitions.py", root / "data")
+            self.catalog = Catalog.of(definitions)
+        data = self.config.data_dir
+        self.registry = SqliteRegistry(data / "registry.db")
+        self.log = EventLog(data / "log")
+        self.online = SqliteOnlineStore(data / "online.db")
+        engine_options = self.config.batch_engine
+        self.engine = DuckDBEngine(
+            self.log, threads=engine_options.get("threads"), memory_limit=engine_options.get("memory_limit")
+        )
+        self.clock: Clock = clock or now_micros
+        self._plans: dict[str, ViewPlan] | None = None
+        self._pipeline: IngestionPipeline | None = None
+
+    # -- definitions -----------------------------------------------------------------
+
+    def plan(self) -> list[Change]:
+        """What ``apply`` would change, and whether each change alters values."""
+        return self.registry.plan(self.catalog)
+
+    def apply(self) -> list[Change]:
+        """Register the definitions; views with new versions are rebuilt from the log."""
+        old_plans = self._applied_plans(strict=False)
+        changes = self.registry.apply(self.catalog, self.clock())
+        self._plans = None
+        self._pipeline = None
+        plans = self.plans()
+        for change in changes:
+            if change.kind != "FeatureView":
+                continue
+            if change.change in (ChangeKind.ADD, ChangeKind.VALUES):
+                self.materialize(views=[change.name])
+            old = old_plans.get(change.name)
+            if old is not None and change.change in (ChangeKind.VALUES, ChangeKind.REMOVE):
+                self.online.drop_table(old.table)
+        return changes
+
+    def _applied_plans(self, strict: bool) -> dict[str, ViewPlan]:
+        applied = self.registry.applied()
+        plans: dict[str, ViewPlan] = {}
+        pending = []
+        for view in self.catalog.views.values():
+            current = applied.get(("FeatureView", view.name))
+            if current is None or current.value_fp != fingerprint(view.value_spec()):
+                pending.append(view.name)
+                continue
+            plans[view.name] = plan_view(view, current.version)
+        if strict and pending:
+            raise RegistryError(
+                f"feature views changed or new since the last apply: {', '.join(sorted(pending))};"
+                " run `crmfs plan` and `crmfs apply`"
+            )
+        return plans
+
+    def plans(self) -> dict[str, ViewPlan]:
+        """Plans of the applied views (raises if definitions changed since the last apply)."""
+        if self._plans is None:
+            self._plans = self._applied_plans(strict=True)
+        return self._plans
+
+    @property
+    def pipeline(self) -> IngestionPipeline:
+        if self._pipeline is None:
+            processor = StreamProcessor(self.online, list(self.plans().values()))
+            self._pipeline = IngestionPipeline(self.catalog, self.log, processor, self.clock)
+        return self._pipeline
+
+    # -- ingestion -------------------------------------------------------------------
+
+    def ingest(self, source: str, records: Records, *, now: datetime | None = None) -> IngestReport:
+        """Validate, log and apply a batch; returns when it is durable and visible online."""
+        self.catch_up()
+        return self.pipeline.ingest(source, records, None if now is None else to_micros(now))
+
+    def ingest_file(
+        self,
+        source: str,
+        path: str | Path,
+        *,
+        chunk_rows: int = 50_000,
+        progress: Callable[[Chunk, IngestReport], None] | None = None,
+    ) -> IngestReport:
+        """Ingest a CSV, JSON-lines or Parquet file chunk by chunk (each chunk is acknowledged)."""
+        pipeline = self.pipeline
+        self.catch_up()
+        total = IngestReport(source=source)
+        for chunk in read_file(Path(path), pipeline.source(source), chunk_rows):
+            bad = [Rejected(None, f"line {n}: {problem}", {"line": text}) for n, text, problem in chunk.bad_lines]
+            report = pipeline.ingest(source, chunk.table, extra_rejected=bad)
+            total.add(report)
+            if progress is not None:
+                progress(chunk, total)
+        return total
+
+    def catch_up(self) -> int:
+        """Apply committed events the online store has not seen (after a crash)."""
+        return self.pipeline.processor.catch_up(self.log)
+
+    def quarantine(self, source: str | None = None, limit: int = 1000) -> list[QuarantinedRecord]:
+        return self.log.quarantine(source, limit)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def resolve_features(self, features: FeatureSelection) -> list[tuple[ViewPlan, list[str], list[str]]]:
+        """Group feature references by view: (plan, feature names, labels as requested)."""
+        if isinstance(features, FeatureService):
+            refs = features.feature_refs()
+        elif isinstance(features, str):
+            service = self.catalog.services.get(features)
+            if service is None:
+                raise FeatureNotFound(features, sorted(self.catalog.services))
+            refs = service.feature_refs()
+        else:
+            refs = list(features)
+        plans = self.plans()
+        grouped: dict[str, tuple[ViewPlan, list[str], list[str]]] = {}
+        for ref in refs:
+            view, name = self.catalog.resolve(ref)
+            plan = plans.get(view.name)
+            if plan is None:
+                raise NotApplied(view.name)
+            entry = grouped.setdefault(view.name, (plan, [], []))
+            entry[1].append(name)
+            entry[2].append(ref)
+        return list(grouped.values())
+
+    def get_online_features(
+        self,
+        features: FeatureSelection,
+        entity_rows: Sequence[Mapping[str, Any]],
+        *,
+        now: datetime | None = None,
+    ) -> OnlineResponse:
+        """Features of each entity row now (or at ``now``), each with its status and age."""
+        groups = self.resolve_features(features)
+        rows = [dict(row) for row in entity_rows]
+        requests, keys, labels = [], [], []
+        for plan, names, refs in groups:
+            join_key = plan.view.entity.join_key
+            try:
+                keys.append([_entity_key(row[join_key], plan) for row in rows])
+            except KeyError:
+                raise ConfigError(
+                    f"entity row lacks {join_key!r}, needed by feature view {plan.view.name!r}"
+                ) from None
+            requests.append(feature_request(plan, names))
+            labels.append(refs)
+        at = self.clock() if now is None else to_micros(now)
+        return read_online(self.online, requests, keys, rows, labels, at)
+
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: FeatureSelection,
+        *,
+        as_served: bool = False,
+        full_feature_names: bool = False,
+    ) -> TrainingSet:
+        """A point-in-time-correct training set, computed by the batch runtime (DuckDB)."""
+        groups = [(plan, names) for plan, names, _ in self.resolve_features(features)]
+        return historical_features(self.engine, entity_df, groups, as_served, full_feature_names)
+
+    # -- backfill --------------------------------------------------------------------
+
+    def materialize(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        views: Sequence[str] | None = None,
+    ) -> list[MaterializeReport]:
+        """Rebuild online state from the log with the batch runtime (events in [start, end))."""
+        plans = self.plans()
+        names = list(views) if views is not None else list(plans)
+        start_us = -(2**62) if start is None else to_micros(start)
+        end_us = 2**62 if end is None else to_micros(end)
+        reports = []
+        for name in names:
+            plan = plans.get(name)
+            if plan is None:
+                raise NotApplied(name)
+            for _ in range(10):
+                self.catch_up()
+                mark = self.online.watermark()
+                now = max(mark.ingested_at, self.log.last_ingested_at())
+                states = self.engine.backfill(plan, start_us, end_us, now)
+                rows: dict[EntityKey, bytes] = {key: encode(state) for key, state in states.items()}
+                try:
+                    self.online.replace_table(plan.table, rows, mark)
+                    break
+                except WatermarkMoved:
+                    continue
+            reports.append(MaterializeReport(plan.view.name, plan.version, len(rows)))
+        return reports
+
+    def close(self) -> None:
+        self.log.close()
+        self.online.close()
+        self.registry.close()
+
+
+def _entity_key(value: Any, plan: ViewPlan) -> EntityKey:
+    if plan.view.entity.dtype.value == "int":
+        return int(value)
+    return str(value)

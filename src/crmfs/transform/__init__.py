@@ -1,0 +1,1 @@
+"""One transformation core: the aggregation algebra and view plans both runtimes use."""

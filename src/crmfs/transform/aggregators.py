@@ -1,0 +1,229 @@
+"""The aggregation algebra: the single source of truth for what each function means.
+
+Every function is a mergeable partial aggregate with four operations::
+
+    init()                       the partial of no events
+    update(p, value, time, seq)  fold one event in (value is never None here)
+    merge(a, b)                  combine two partials (associative, commutative)
+    finalize(p)                  the feature value
+
+The streaming runtime keeps partials per tile and merges tiles at read time; the
+batch runtime's SQL (``crmfs.runtimes.batch.sql``) computes the same quantities, and
+the property tests hold both to a pure-Python reference of the semantics.
+
+Partials are plain lists and scalars so they serialize with msgpack. Null values are
+ignored by every function (``count`` without a field counts events). Ordering for
+``last`` and ``last_n`` is by (event_time, seq): later events, then later ingested, win.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crmfs.definitions import Function
+
+Partial = Any
+
+
+class Aggregator:
+    """Base: subclasses implement the algebra for one function."""
+
+    function: Function
+
+    def init(self) -> Partial:
+        raise NotImplementedError  # every concrete aggregator overrides it
+
+    def update(self, partial: Partial, value: Any, time: int, seq: int) -> Partial:
+        raise NotImplementedError  # every concrete aggregator overrides it
+
+    def merge(self, a: Partial, b: Partial) -> Partial:
+        raise NotImplementedError  # every concrete aggregator overrides it
+
+    def finalize(self, partial: Partial) -> Any:
+        return partial
+
+
+class Count(Aggregator):
+    function = Function.COUNT
+
+    def init(self) -> int:
+        return 0
+
+    def update(self, partial: int, value: Any, time: int, seq: int) -> int:
+        return partial + 1
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+
+class Sum(Aggregator):
+    function = Function.SUM
+
+    def init(self) -> int:
+        return 0
+
+    def update(self, partial: Any, value: Any, time: int, seq: int) -> Any:
+        return partial + value
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a + b
+
+
+class FloatSum(Sum):
+    """A sum of a float field is a float even when no events were seen."""
+
+    def init(self) -> float:  # type: ignore[override]  # float, not int
+        return 0.0
+
+
+class Mean(Aggregator):
+    function = Function.MEAN
+
+    def init(self) -> list[Any]:
+        return [0, 0]
+
+    def update(self, partial: list[Any], value: Any, time: int, seq: int) -> list[Any]:
+        return [partial[0] + value, partial[1] + 1]
+
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        return [a[0] + b[0], a[1] + b[1]]
+
+    def finalize(self, partial: list[Any]) -> float | None:
+        total, count = partial
+        # float(total) first: the SQL side divides a double by a count, so must we.
+        return float(total) / count if count else None
+
+
+class Min(Aggregator):
+    function = Function.MIN
+
+    def init(self) -> None:
+        return None
+
+    def update(self, partial: Any, value: Any, time: int, seq: int) -> Any:
+        return value if partial is None or value < partial else partial
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return b if b < a else a
+
+
+class Max(Min):
+    function = Function.MAX
+
+    def update(self, partial: Any, value: Any, time: int, seq: int) -> Any:
+        return value if partial is None or value > partial else partial
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return b if b > a else a
+
+
+class CountDistinct(Aggregator):
+    """Exact distinct count: the partial is the list of distinct values."""
+
+    function = Function.COUNT_DISTINCT
+
+    def init(self) -> list[Any]:
+        return []
+
+    def update(self, partial: list[Any], value: Any, time: int, seq: int) -> list[Any]:
+        if value not in partial:
+            partial.append(value)
+        return partial
+
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        if not b:
+            return a
+        if not a:
+            return b
+        return list(set(a).union(b))
+
+    def finalize(self, partial: list[Any]) -> int:
+        return len(partial)
+
+
+class Last(Aggregator):
+    """The latest value: the partial is ``[time, seq, value]`` of the latest event."""
+
+    function = Function.LAST
+
+    def init(self) -> None:
+        return None
+
+    def update(self, partial: list[Any] | None, value: Any, time: int, seq: int) -> list[Any]:
+        if partial is None or (time, seq) > (partial[0], partial[1]):
+            return [time, seq, value]
+        return partial
+
+    def merge(self, a: list[Any] | None, b: list[Any] | None) -> list[Any] | None:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return b if (b[0], b[1]) > (a[0], a[1]) else a
+
+    def finalize(self, partial: list[Any] | None) -> Any:
+        return None if partial is None else partial[2]
+
+
+class LastN(Aggregator):
+    """The n latest values, newest first: the partial is ``[[time, seq, value], ...]``."""
+
+    function = Function.LAST_N
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def init(self) -> list[list[Any]]:
+        return []
+
+    def update(self, partial: list[list[Any]], value: Any, time: int, seq: int) -> list[list[Any]]:
+        if len(partial) >= self.n and (time, seq) <= (partial[-1][0], partial[-1][1]):
+            return partial
+        partial.append([time, seq, value])
+        partial.sort(key=_newest_first)
+        del partial[self.n :]
+        return partial
+
+    def merge(self, a: list[list[Any]], b: list[list[Any]]) -> list[list[Any]]:
+        if not b:
+            return a
+        if not a:
+            return b
+        merged = sorted(a + b, key=_newest_first)
+        return merged[: self.n]
+
+    def finalize(self, partial: list[list[Any]]) -> list[Any]:
+        return [entry[2] for entry in partial]
+
+
+def _newest_first(entry: list[Any]) -> tuple[int, int]:
+    return (-entry[0], -entry[1])
+
+
+def aggregator_for(function: Function, n: int | None = None, float_field: bool = False) -> Aggregator:
+    """The aggregator implementing ``function``."""
+    if function is Function.LAST_N:
+        assert n is not None  # checked when the definition was loaded
+        return LastN(n)
+    if function is Function.SUM and float_field:
+        return FloatSum()
+    return _SIMPLE[function]()
+
+
+_SIMPLE: dict[Function, type[Aggregator]] = {
+    Function.COUNT: Count,
+    Function.SUM: Sum,
+    Function.MEAN: Mean,
+    Function.MIN: Min,
+    Function.MAX: Max,
+    Function.COUNT_DISTINCT: CountDistinct,
+    Function.LAST: Last,
+}
