@@ -35,7 +35,9 @@ class ProjectConfig:
     def load(cls, root: Path) -> ProjectConfig:
         path = root / PROJECT_FILE
         if not path.exists():
-            raise ConfigError(f"no {PROJECT_FILE} in {root.resolve()}; create one with `crmfs init DIR`")
+            raise ConfigError(
+                f"no {PROJECT_FILE} in {root.resolve()}; create one with `crmfs init DIR`"
+            )
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -64,7 +66,9 @@ def _adapter(path: Path, key: str, value: object, valid: tuple[str, ...]) -> dic
     if value is None:
         return {"type": valid[0]}
     if not isinstance(value, dict) or "type" not in value:
-        raise ConfigError(f"{path}: '{key}' must be a mapping with a 'type' (one of {', '.join(valid)})")
+        raise ConfigError(
+            f"{path}: '{key}' must be a mapping with a 'type' (one of {', '.join(valid)})"
+        )
     if value["type"] not in valid:
         raise ConfigError(f"{path}: {key}.type {value['type']!r} is not one of {', '.join(valid)}")
     return dict(value)

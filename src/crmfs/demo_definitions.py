@@ -1,4 +1,4 @@
-'''Definitions of the demo project over the synthetic CRM (written as its definitions.py).'''
+"""Definitions of the demo project over the synthetic CRM (written as its definitions.py)."""
 
 DEFINITIONS = """\
 \"\"\"Demo features over the synthetic CRM (crmfs generate).\"\"\"

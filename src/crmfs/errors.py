@@ -77,4 +77,6 @@ class MissingExtra(CrmfsError):
     def __init__(self, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(f"{package} is not installed; install it with: pip install 'crmfs[{extra}]'")
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'crmfs[{extra}]'"
+        )

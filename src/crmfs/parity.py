@@ -10,6 +10,7 @@ import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,19 @@ def replay_parity(
                 if table is None:
                     continue
                 report.events_replayed += table.num_rows
-                samples = _replay(online, source, source_plans, table, check_times, entities_per_check, rng, progress)
-                report.check_times += len({t for _, t, _ in samples[source_plans[0].table]}) if source_plans else 0
+                samples = _replay(
+                    online,
+                    source,
+                    source_plans,
+                    table,
+                    check_times,
+                    entities_per_check,
+                    rng,
+                    progress,
+                )
+                report.check_times += (
+                    len({t for _, t, _ in samples[source_plans[0].table]}) if source_plans else 0
+                )
                 for plan in source_plans:
                     _compare(engine, plan, samples[plan.table], report)
         finally:
@@ -99,14 +111,18 @@ def _replay(
     per_check: int,
     rng: random.Random,
     progress: Callable[[int, int], None] | None,
-) -> dict[str, list[tuple[Any, int, list[Any]]]]:
+) -> dict[str, list[tuple[Any, int, list[Any] | None]]]:
     processor = StreamProcessor(online, plans)
     ingested = table[INGESTED_AT].to_numpy()
     # Each original append shares one ingestion time: replay append by append.
-    boundaries = [0, *(pc.indices_nonzero(pc.not_equal(ingested[1:], ingested[:-1])).to_numpy() + 1), len(ingested)]
-    batches = list(zip(boundaries[:-1], boundaries[1:], strict=True))
+    boundaries = [
+        0,
+        *(pc.indices_nonzero(pc.not_equal(ingested[1:], ingested[:-1])).to_numpy() + 1),
+        len(ingested),
+    ]
+    batches = list(pairwise(boundaries))
     chosen = set(rng.sample(range(len(batches)), min(check_times, len(batches))))
-    samples: dict[str, list[tuple[Any, int, list[Any]]]] = {p.table: [] for p in plans}
+    samples: dict[str, list[tuple[Any, int, list[Any] | None]]] = {p.table: [] for p in plans}
     seen: dict[str, list[Any]] = {p.table: [] for p in plans}
     seen_set: dict[str, set[Any]] = {p.table: set() for p in plans}
     for index, (start, stop) in enumerate(batches):
@@ -179,3 +195,13 @@ def _equal(a: Any, b: Any, tolerant: bool) -> bool:
     if tolerant and isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=FLOAT_TOLERANCE, abs_tol=FLOAT_TOLERANCE)
     return bool(a == b)
+
+
+def columns_match(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> bool:
+    """Online responses agree: floats within ``FLOAT_TOLERANCE``, everything else exactly."""
+    if a.keys() != b.keys():
+        return False
+    return all(
+        len(a[k]) == len(b[k]) and all(_equal(x, y, True) for x, y in zip(a[k], b[k], strict=True))
+        for k in a
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from crmfs.config import ProjectConfig, load_definitions
-from crmfs.definitions import Catalog, FeatureService, FeatureView, fingerprint
+from crmfs.definitions import Catalog, FeatureService, fingerprint
 from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
 from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
 from crmfs.ingestion.readers import Chunk, Records, read_file
@@ -61,7 +61,9 @@ class FeatureStore:
             self.config = ProjectConfig.load(root)
             self.catalog = load_definitions(self.config.definitions)
         else:
-            self.config = ProjectConfig(root, root.name or "crmfs", root / "definitions.py", root / "data")
+            self.config = ProjectConfig(
+                root, root.name or "crmfs", root / "definitions.py", root / "data"
+            )
             self.catalog = Catalog.of(definitions)
         data = self.config.data_dir
         self.registry = SqliteRegistry(data / "registry.db")
@@ -69,7 +71,9 @@ class FeatureStore:
         self.online = SqliteOnlineStore(data / "online.db")
         engine_options = self.config.batch_engine
         self.engine = DuckDBEngine(
-            self.log, threads=engine_options.get("threads"), memory_limit=engine_options.get("memory_limit")
+            self.log,
+            threads=engine_options.get("threads"),
+            memory_limit=engine_options.get("memory_limit"),
         )
         self.clock: Clock = clock or now_micros
         self._plans: dict[str, ViewPlan] | None = None
@@ -87,7 +91,6 @@ class FeatureStore:
         changes = self.registry.apply(self.catalog, self.clock())
         self._plans = None
         self._pipeline = None
-        plans = self.plans()
         for change in changes:
             if change.kind != "FeatureView":
                 continue
@@ -148,7 +151,10 @@ class FeatureStore:
         self.catch_up()
         total = IngestReport(source=source)
         for chunk in read_file(Path(path), pipeline.source(source), chunk_rows):
-            bad = [Rejected(None, f"line {n}: {problem}", {"line": text}) for n, text, problem in chunk.bad_lines]
+            bad = [
+                Rejected(None, f"line {n}: {problem}", {"line": text})
+                for n, text, problem in chunk.bad_lines
+            ]
             report = pipeline.ingest(source, chunk.table, extra_rejected=bad)
             total.add(report)
             if progress is not None:
@@ -164,7 +170,9 @@ class FeatureStore:
 
     # -- reads -----------------------------------------------------------------------
 
-    def resolve_features(self, features: FeatureSelection) -> list[tuple[ViewPlan, list[str], list[str]]]:
+    def resolve_features(
+        self, features: FeatureSelection
+    ) -> list[tuple[ViewPlan, list[str], list[str]]]:
         """Group feature references by view: (plan, feature names, labels as requested)."""
         if isinstance(features, FeatureService):
             refs = features.feature_refs()

@@ -71,7 +71,9 @@ def historical_features(
 ) -> TrainingSet:
     """Each entity row's features as of its ``event_timestamp``."""
     table = entity_table(entity_df)
-    micros = pc.cast(pc.cast(table.column(TIMESTAMP_COLUMN), pa.timestamp("us", tz="UTC")), pa.int64())
+    micros = pc.cast(
+        pc.cast(table.column(TIMESTAMP_COLUMN), pa.timestamp("us", tz="UTC")), pa.int64()
+    )
     rows = pa.array(range(table.num_rows), pa.int64())
     out = table
     names_taken = set(table.column_names)

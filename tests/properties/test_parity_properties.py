@@ -95,7 +95,9 @@ offsets = st.one_of(
     st.integers(0, 120).map(lambda s: s * S),  # whole seconds: hits tile and window bounds
     st.integers(0, 120 * S),  # anywhere
 )
-zones = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
+zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
+)
 
 
 @st.composite
@@ -195,7 +197,9 @@ def test_streaming_equals_batch_equals_reference(
                     refs, [{"customer_id": k} for k in KEYS], now=from_micros(t)
                 )
                 for i, key in enumerate(KEYS):
-                    online_rows.append((key, t, {n: response.values[f"activity:{n}"][i] for n in names}))
+                    online_rows.append(
+                        (key, t, {n: response.values[f"activity:{n}"][i] for n in names})
+                    )
         log = _reference_log(batches)
         # Streaming (online at t) == reference as served at t.
         for key, t, values in online_rows:
@@ -225,8 +229,12 @@ def test_streaming_equals_batch_equals_reference(
             assert {n: _clean(offline[n].iloc[i]) for n in names} == expected, (key, t)
         # A backfill from the log gives the same online values as streaming built.
         last = clock[0]
-        before = store.get_online_features(refs, [{"customer_id": k} for k in KEYS], now=from_micros(last))
+        before = store.get_online_features(
+            refs, [{"customer_id": k} for k in KEYS], now=from_micros(last)
+        )
         store.materialize()
-        after = store.get_online_features(refs, [{"customer_id": k} for k in KEYS], now=from_micros(last))
+        after = store.get_online_features(
+            refs, [{"customer_id": k} for k in KEYS], now=from_micros(last)
+        )
         assert after.values == before.values
         store.close()

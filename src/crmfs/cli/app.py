@@ -50,7 +50,9 @@ def init(folder: Annotated[Path, typer.Argument(help="Folder for the new project
 
     for path in scaffold(folder):
         console.print(f"created {path}")
-    console.print(f"next: cd {folder} && crmfs apply && crmfs ingest web_events data/sample_web_events.csv")
+    console.print(
+        f"next: cd {folder} && crmfs apply && crmfs ingest web_events data/sample_web_events.csv"
+    )
 
 
 @app.command()
@@ -73,7 +75,9 @@ def _print_changes(changes: list[Any], verb: str) -> None:
         return
     table = Table("kind", "name", "change", "version", "alters values")
     for c in changes:
-        table.add_row(c.kind, c.name, c.change.value, f"v{c.version}", "yes" if c.alters_values else "no")
+        table.add_row(
+            c.kind, c.name, c.change.value, f"v{c.version}", "yes" if c.alters_values else "no"
+        )
     console.print(table)
     console.print(f"{len(changes)} change(s) {verb}")
 
@@ -88,8 +92,12 @@ def ingest(
     """Ingest a file: validated, logged durably, applied online, bad records quarantined."""
     store = _store(repo)
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=err, transient=not err.is_terminal,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=not err.is_terminal,
     ) as bar:
         task = bar.add_task(f"ingest {file.name}", total=None)
 
@@ -116,14 +124,18 @@ def quarantine(
     records = _store(repo).quarantine(source, limit)
     table = Table("id", "source", "field", "reason", "record")
     for r in records:
-        table.add_row(str(r.id), r.source, r.field or "", r.reason, json.dumps(r.record, default=str)[:120])
+        table.add_row(
+            str(r.id), r.source, r.field or "", r.reason, json.dumps(r.record, default=str)[:120]
+        )
     console.print(table)
     console.print(f"{len(records)} record(s) shown")
 
 
 @app.command()
 def get(
-    features: Annotated[list[str], typer.Argument(help="'view:feature' references, or a service name")],
+    features: Annotated[
+        list[str], typer.Argument(help="'view:feature' references, or a service name")
+    ],
     entity: Annotated[list[str], typer.Option("--entity", "-e", help="key=value, repeatable")],
     repo: Repo = Path("."),
     now: Annotated[str | None, typer.Option(help="Read as of this time (ISO 8601)")] = None,
@@ -145,7 +157,9 @@ def get(
     for row, values in zip(rows, response.rows(), strict=True):
         for name, cell in values.items():
             age = "" if cell["age_s"] is None else f"{cell['age_s']:.1f}"
-            table.add_row(json.dumps(row), name, json.dumps(cell["value"], default=str), cell["status"], age)
+            table.add_row(
+                json.dumps(row), name, json.dumps(cell["value"], default=str), cell["status"], age
+            )
     console.print(table)
 
 
@@ -153,7 +167,9 @@ def get(
 def materialize(
     repo: Repo = Path("."),
     start: Annotated[str | None, typer.Option(help="Earliest event time (ISO 8601)")] = None,
-    end: Annotated[str | None, typer.Option(help="End of event times, exclusive (ISO 8601)")] = None,
+    end: Annotated[
+        str | None, typer.Option(help="End of event times, exclusive (ISO 8601)")
+    ] = None,
     view: Annotated[list[str] | None, typer.Option(help="Only these views")] = None,
 ) -> None:
     """Rebuild online state from the event log with the batch runtime (a backfill)."""
@@ -173,7 +189,9 @@ def parity(
     from crmfs.parity import replay_parity
 
     store = _store(repo)
-    report = replay_parity(store.log, store.engine, list(store.plans().values()), checks, entities, seed)
+    report = replay_parity(
+        store.log, store.engine, list(store.plans().values()), checks, entities, seed
+    )
     _print_parity(report)
     if not report.ok:
         raise typer.Exit(1)
@@ -210,7 +228,9 @@ def generate(
 
 @app.command()
 def demo(
-    folder: Annotated[Path, typer.Option(help="Where the demo project is created")] = Path("demo_project"),
+    folder: Annotated[Path, typer.Option(help="Where the demo project is created")] = Path(
+        "demo_project"
+    ),
     scale: Annotated[int, typer.Option(help="People in the synthetic CRM")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed")] = 7,
 ) -> None:

@@ -108,7 +108,9 @@ def _write_sample(path: Path) -> None:
     kinds = ["page_view", "product_view", "purchase"]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["event_id", "event_time", "customer_id", "event_type", "item_id", "amount"])
+        writer.writerow(
+            ["event_id", "event_time", "customer_id", "event_type", "item_id", "amount"]
+        )
         for i in range(60):
             kind = kinds[i % 3]
             writer.writerow(

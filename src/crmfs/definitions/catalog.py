@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from crmfs.definitions.entity import Entity
 from crmfs.definitions.service import FeatureService
@@ -45,18 +45,17 @@ class Catalog:
                 items.extend([item.entity, item.source])
             if isinstance(item, FeatureService):
                 items.extend(v for v in item.features if isinstance(v, FeatureView))
+        buckets: dict[type, dict[str, Any]] = {
+            Entity: entities,
+            EventSource: sources,
+            FeatureView: views,
+            FeatureService: services,
+        }
         for item in items:
-            bucket: dict[str, Any]
-            if isinstance(item, Entity):
-                bucket = entities
-            elif isinstance(item, EventSource):
-                bucket = sources
-            elif isinstance(item, FeatureView):
-                bucket = views
-            elif isinstance(item, FeatureService):
-                bucket = services
-            else:
+            bucket = buckets.get(type(item))
+            if bucket is None:
                 continue
+            item = cast(Definition, item)
             existing = bucket.get(item.name)
             if existing is not None and existing is not item and existing != item:
                 kind = type(item).__name__

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from crmfs.definitions.metadata import Metadata, Sensitivity, check_name, check_tags, coerce_sensitivity
+from crmfs.definitions.metadata import (
+    Metadata,
+    Sensitivity,
+    check_name,
+    check_tags,
+    coerce_sensitivity,
+)
 from crmfs.definitions.types import FieldType, coerce_field_type
 from crmfs.errors import DefinitionError
 
@@ -41,7 +47,10 @@ class Entity:
     @property
     def metadata(self) -> Metadata:
         return Metadata(
-            owner=self.owner, description=self.description, tags=self.tags, sensitivity=self.sensitivity
+            owner=self.owner,
+            description=self.description,
+            tags=self.tags,
+            sensitivity=self.sensitivity,
         )
 
     def value_spec(self) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -99,7 +99,9 @@ class Aggregation:
             function = Function(self.function)
         except ValueError:
             valid = ", ".join(f.value for f in Function)
-            raise DefinitionError(label, "function", f"{self.function!r} is not one of {valid}") from None
+            raise DefinitionError(
+                label, "function", f"{self.function!r} is not one of {valid}"
+            ) from None
         field_type = self._check_field(label, function, schema)
         if function is Function.LAST_N:
             if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= 1000:
@@ -114,9 +116,13 @@ class Aggregation:
                 window = parse_duration(raw)
                 hop = parse_duration(self.hop) if self.hop is not None else default_hop(window)
             except ValueError as exc:
-                raise DefinitionError(label, "windows" if self.hop is None else "hop", str(exc)) from None
+                raise DefinitionError(
+                    label, "windows" if self.hop is None else "hop", str(exc)
+                ) from None
             if hop > window:
-                raise DefinitionError(label, "hop", f"hop {format_duration(hop)} exceeds window {raw}")
+                raise DefinitionError(
+                    label, "hop", f"hop {format_duration(hop)} exceeds window {raw}"
+                )
             features.append(
                 WindowFeature(
                     name=f"{self.name}_{format_duration(window)}",

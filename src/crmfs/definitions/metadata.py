@@ -46,10 +46,12 @@ def check_name(kind: str, name: object) -> str:
 
 def coerce_sensitivity(definition: str, value: object) -> Sensitivity:
     try:
-        return Sensitivity(value)
+        return Sensitivity(str(value))
     except ValueError:
         valid = ", ".join(s.value for s in Sensitivity)
-        raise DefinitionError(definition, "sensitivity", f"{value!r} is not one of {valid}") from None
+        raise DefinitionError(
+            definition, "sensitivity", f"{value!r} is not one of {valid}"
+        ) from None
 
 
 def check_tags(definition: str, tags: object) -> dict[str, str]:

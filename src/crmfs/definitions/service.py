@@ -31,13 +31,17 @@ class FeatureService:
         check_name("feature service", self.name)
         label = f"feature service {self.name!r}"
         if isinstance(self.features, str | FeatureView) or not self.features:
-            raise DefinitionError(label, "features", "give a non-empty list of views or 'view:feature'")
+            raise DefinitionError(
+                label, "features", "give a non-empty list of views or 'view:feature'"
+            )
         for item in self.features:
             if isinstance(item, str):
                 if item.count(":") != 1:
                     raise DefinitionError(label, "features", f"{item!r} is not 'view:feature'")
             elif not isinstance(item, FeatureView):
-                raise DefinitionError(label, "features", f"{item!r} is not a FeatureView or reference")
+                raise DefinitionError(
+                    label, "features", f"{item!r} is not a FeatureView or reference"
+                )
         object.__setattr__(self, "tags", check_tags(label, self.tags))
         object.__setattr__(self, "sensitivity", coerce_sensitivity(label, self.sensitivity))
 

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from crmfs.definitions.metadata import Metadata, Sensitivity, check_name, check_tags, coerce_sensitivity
+from crmfs.definitions.metadata import (
+    Metadata,
+    Sensitivity,
+    check_name,
+    check_tags,
+    coerce_sensitivity,
+)
 from crmfs.definitions.types import FieldType, coerce_field_type
 from crmfs.errors import DefinitionError
 from crmfs.timestamps import zone
@@ -57,7 +63,9 @@ class EventSource:
         if self.event_time not in schema:
             raise DefinitionError(label, "event_time", f"{self.event_time!r} is not in the schema")
         if schema[self.event_time] is not FieldType.TIMESTAMP:
-            raise DefinitionError(label, "event_time", f"{self.event_time!r} must be a timestamp field")
+            raise DefinitionError(
+                label, "event_time", f"{self.event_time!r} must be a timestamp field"
+            )
         if self.timezone is not None:
             try:
                 zone(self.timezone)
@@ -81,7 +89,10 @@ class EventSource:
     @property
     def metadata(self) -> Metadata:
         return Metadata(
-            owner=self.owner, description=self.description, tags=self.tags, sensitivity=self.sensitivity
+            owner=self.owner,
+            description=self.description,
+            tags=self.tags,
+            sensitivity=self.sensitivity,
         )
 
     def value_spec(self) -> dict[str, Any]:

@@ -25,7 +25,9 @@ class FieldType(StrEnum):
 
 def coerce_field_type(definition: str, field_name: str, value: object) -> FieldType:
     try:
-        return FieldType(value)
+        return FieldType(str(value))
     except ValueError:
         valid = ", ".join(t.value for t in FieldType)
-        raise DefinitionError(definition, field_name, f"type {value!r} is not one of {valid}") from None
+        raise DefinitionError(
+            definition, field_name, f"type {value!r} is not one of {valid}"
+        ) from None

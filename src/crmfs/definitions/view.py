@@ -68,10 +68,14 @@ class FeatureView:
         schema = self.source.fields
         key_field = self.key_field or self.entity.join_key
         if key_field not in schema:
-            raise DefinitionError(label, "key_field", f"{key_field!r} is not in source {self.source.name!r}")
+            raise DefinitionError(
+                label, "key_field", f"{key_field!r} is not in source {self.source.name!r}"
+            )
         if schema[key_field] is not self.entity.dtype:
             raise DefinitionError(
-                label, "key_field", f"{key_field!r} is {schema[key_field]}, entity key is {self.entity.dtype}"
+                label,
+                "key_field",
+                f"{key_field!r} is {schema[key_field]}, entity key is {self.entity.dtype}",
             )
         object.__setattr__(self, "key_field", key_field)
         for name in ("ttl", "freshness_sla"):
@@ -84,7 +88,9 @@ class FeatureView:
         windows: list[WindowFeature] = []
         latest: list[LatestFeature] = []
         if isinstance(self.features, Aggregation | Latest) or not self.features:
-            raise DefinitionError(label, "features", "give a non-empty list of Aggregation or Latest")
+            raise DefinitionError(
+                label, "features", "give a non-empty list of Aggregation or Latest"
+            )
         for feature in self.features:
             if isinstance(feature, Aggregation):
                 windows.extend(feature.expand(self.name, schema))
@@ -100,11 +106,15 @@ class FeatureView:
                     )
                 )
             else:
-                raise DefinitionError(label, "features", f"{feature!r} is not an Aggregation or Latest")
+                raise DefinitionError(
+                    label, "features", f"{feature!r} is not an Aggregation or Latest"
+                )
         names = [f.name for f in windows] + [f.name for f in latest]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise DefinitionError(label, "features", f"duplicate feature names: {', '.join(duplicates)}")
+            raise DefinitionError(
+                label, "features", f"duplicate feature names: {', '.join(duplicates)}"
+            )
         object.__setattr__(self, "window_features", tuple(windows))
         object.__setattr__(self, "latest_features", tuple(latest))
         if self.filter is not None:
@@ -151,8 +161,14 @@ class FeatureView:
             "sensitivity": self.sensitivity.value,
             "freshness_sla": self.sla_seconds,
             "features": {
-                f.name: {"description": f.description, "sensitivity": f.sensitivity.value}
-                for f in (*self.window_features, *self.latest_features)
+                **{
+                    f.name: {"description": f.description, "sensitivity": f.sensitivity.value}
+                    for f in self.window_features
+                },
+                **{
+                    f.name: {"description": f.description, "sensitivity": f.sensitivity.value}
+                    for f in self.latest_features
+                },
             },
         }
 
@@ -181,12 +197,16 @@ def _check_filter(label: str, expr: Expr, schema: dict[str, FieldType]) -> None:
             continue
         allowed = _LITERAL_TYPES.get(schema[column])
         if allowed is None:
-            raise DefinitionError(label, "filter", f"column {column!r} ({schema[column]}) cannot be compared")
+            raise DefinitionError(
+                label, "filter", f"column {column!r} ({schema[column]}) cannot be compared"
+            )
         for literal in literals:
             bad_bool = isinstance(literal, bool) and schema[column] is not FieldType.BOOL
             if bad_bool or not isinstance(literal, allowed):
                 raise DefinitionError(
-                    label, "filter", f"{literal!r} cannot be compared with {column!r} ({schema[column]})"
+                    label,
+                    "filter",
+                    f"{literal!r} cannot be compared with {column!r} ({schema[column]})",
                 )
 
 

@@ -88,7 +88,9 @@ class IngestionPipeline:
             quarantined=result.quarantined,
         )
         for r in rejected:
-            report.reasons[r.reason.split(":")[0]] = report.reasons.get(r.reason.split(":")[0], 0) + 1
+            report.reasons[r.reason.split(":")[0]] = (
+                report.reasons.get(r.reason.split(":")[0], 0) + 1
+            )
         return report
 
 

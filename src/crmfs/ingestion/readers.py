@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from crmfs.definitions import EventSource
 from crmfs.errors import IngestError
 
-Records = Sequence[Mapping[str, Any]] | pa.Table | pa.RecordBatch | Any  # Any: a pandas DataFrame
+Records = Any  # a list of dicts, a pandas DataFrame, an Arrow table or record batch
 
 
 def to_table(records: Records) -> pa.Table:
@@ -26,7 +26,7 @@ def to_table(records: Records) -> pa.Table:
         return pa.Table.from_batches([records])
     if type(records).__module__.startswith("pandas"):
         return pa.Table.from_pandas(records, preserve_index=False)
-    if isinstance(records, Mapping) or isinstance(records, str | bytes):
+    if isinstance(records, Mapping | str | bytes):
         raise IngestError("records must be a list of dicts, a pandas DataFrame or an Arrow table")
     rows = list(records)
     for i, row in enumerate(rows):
@@ -98,7 +98,9 @@ def _csv(path: Path, source: EventSource) -> Iterator[Chunk]:
         column_types={name: pa.string() for name in source.fields}, strings_can_be_null=True
     )
     try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=8 << 20), convert_options=convert)
+        reader = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(block_size=8 << 20), convert_options=convert
+        )
         done = 0
         for batch in reader:
             done = min(total, done + batch.nbytes)
@@ -125,7 +127,9 @@ def _jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
                 bad.append((number, text.decode(errors="replace"), f"invalid JSON: {exc}"))
                 continue
             if not isinstance(value, dict):
-                bad.append((number, text.decode(errors="replace"), "a line must hold a JSON object"))
+                bad.append(
+                    (number, text.decode(errors="replace"), "a line must hold a JSON object")
+                )
                 continue
             rows.append(value)
             if len(rows) >= chunk_rows:

@@ -101,7 +101,9 @@ def _convert(
     return pa.array(values, type=target)
 
 
-def _vectorized(source: EventSource, dtype: FieldType, column: pa.Array, target: pa.DataType) -> pa.Array | None:
+def _vectorized(
+    source: EventSource, dtype: FieldType, column: pa.Array, target: pa.DataType
+) -> pa.Array | None:
     kind = column.type
     if dtype is FieldType.TIMESTAMP:
         if pa.types.is_timestamp(kind):
@@ -179,7 +181,8 @@ def _to_timestamp(value: Any, tz: str | None) -> datetime:
             raise ValueError("is naive (no timezone) and the source declares no timezone")
         value = value.replace(tzinfo=zone(tz))
     to_micros(value)  # range check
-    return value
+    checked: datetime = value
+    return checked
 
 
 _SCALAR: dict[FieldType, Callable[[Any, str | None], Any]] = {

@@ -78,10 +78,17 @@ def plan_changes(catalog: Catalog, applied: dict[tuple[str, str], Applied]) -> l
             changes.append(Change(*key, ChangeKind.ADD, 1, "new"))
         elif current.value_fp != value_fp:
             changes.append(
-                Change(*key, ChangeKind.VALUES, current.version + 1, f"v{current.version} → v{current.version + 1}")
+                Change(
+                    *key,
+                    ChangeKind.VALUES,
+                    current.version + 1,
+                    f"v{current.version} → v{current.version + 1}",
+                )
             )
         elif current.meta_fp != meta_fp:
-            changes.append(Change(*key, ChangeKind.METADATA, current.version, f"v{current.version} kept"))
+            changes.append(
+                Change(*key, ChangeKind.METADATA, current.version, f"v{current.version} kept")
+            )
     for key, current in applied.items():
         if key not in seen:
             changes.append(Change(*key, ChangeKind.REMOVE, current.version, "removed"))

@@ -46,7 +46,9 @@ class SqliteRegistry:
             raise RegistryError(f"cannot open the registry at {path}: {exc}") from exc
 
     def applied(self) -> dict[tuple[str, str], Applied]:
-        rows = self._db.execute("SELECT kind, name, version, value_fp, meta_fp FROM current").fetchall()
+        rows = self._db.execute(
+            "SELECT kind, name, version, value_fp, meta_fp FROM current"
+        ).fetchall()
         return {(r[0], r[1]): Applied(*r) for r in rows}
 
     def plan(self, catalog: Catalog) -> list[Change]:
@@ -66,7 +68,14 @@ class SqliteRegistry:
                 if change.change in (ChangeKind.ADD, ChangeKind.VALUES):
                     self._db.execute(
                         "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)",
-                        (change.kind, change.name, change.version, fingerprint(value), json.dumps(value), now),
+                        (
+                            change.kind,
+                            change.name,
+                            change.version,
+                            fingerprint(value),
+                            json.dumps(value),
+                            now,
+                        ),
                     )
                 self._db.execute(
                     "INSERT OR REPLACE INTO current VALUES (?, ?, ?, ?, ?, ?)",
@@ -82,7 +91,8 @@ class SqliteRegistry:
             for change in changes:
                 if change.change is ChangeKind.REMOVE:
                     self._db.execute(
-                        "DELETE FROM current WHERE kind = ? AND name = ?", (change.kind, change.name)
+                        "DELETE FROM current WHERE kind = ? AND name = ?",
+                        (change.kind, change.name),
                     )
             self._db.execute("COMMIT")
         except BaseException:

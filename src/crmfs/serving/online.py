@@ -59,7 +59,11 @@ class OnlineResponse:
         """One dict per entity row: feature → {value, status, age_s}."""
         return [
             {
-                f: {"value": self.values[f][i], "status": self.statuses[f][i], "age_s": self.ages[f][i]}
+                f: {
+                    "value": self.values[f][i],
+                    "status": self.statuses[f][i],
+                    "age_s": self.ages[f][i],
+                }
                 for f in self.features
             }
             for i in range(len(self.entity_rows))

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 _COMPACT_AFTER = 48  # segments of one source before small ones are merged
 _SMALL_SEGMENT = 50_000
+_ID_CHUNK = 900  # below SQLite's default limit of bound parameters
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ class EventLog:
         self.segment_dir = root / "segments"
         try:
             self.segment_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(root / "log.db", check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(
+                root / "log.db", check_same_thread=False, isolation_level=None
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged batch survives a crash
             self._db.execute("PRAGMA busy_timeout=60000")
@@ -138,7 +141,9 @@ class EventLog:
             count = accepted.num_rows
             accepted = accepted.append_column(
                 INGESTED_AT, pa.array([ingested_at] * count, type=pa.int64())
-            ).append_column(SEQ, pa.array(range(last_seq + 1, last_seq + 1 + count), type=pa.int64()))
+            ).append_column(
+                SEQ, pa.array(range(last_seq + 1, last_seq + 1 + count), type=pa.int64())
+            )
             if count:
                 file = self._write_segment(source, accepted)
                 db.execute(
@@ -164,24 +169,23 @@ class EventLog:
 
     def _new_rows(self, db: sqlite3.Connection, source: str, event_ids: Sequence[Any]) -> list[int]:
         """Row positions of events not seen before (first occurrence within the batch)."""
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (pos INTEGER PRIMARY KEY, event_id ANY)")
-        db.execute("DELETE FROM incoming")
-        db.executemany("INSERT INTO incoming VALUES (?, ?)", enumerate(event_ids))
-        seen = {
-            row[0]
-            for row in db.execute(
-                "SELECT i.pos FROM incoming i JOIN event_ids e"
-                " ON e.source = ? AND e.event_id = i.event_id",
-                (source,),
+        unique = list(dict.fromkeys(event_ids))
+        seen: set[Any] = set()
+        for start in range(0, len(unique), _ID_CHUNK):
+            chunk = unique[start : start + _ID_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            seen.update(
+                row[0]
+                for row in db.execute(
+                    f"SELECT event_id FROM event_ids WHERE source = ? AND event_id IN ({marks})",
+                    (source, *chunk),
+                )
             )
-        }
-        db.execute("DELETE FROM incoming")
         keep: list[int] = []
-        first: set[Any] = set()
         for pos, event_id in enumerate(event_ids):
-            if pos in seen or event_id in first:
+            if event_id in seen:
                 continue
-            first.add(event_id)
+            seen.add(event_id)  # later copies within the batch are duplicates too
             keep.append(pos)
         return keep
 
@@ -237,7 +241,9 @@ class EventLog:
 
     def counts(self) -> dict[str, int]:
         """Events per source."""
-        return dict(self._db.execute("SELECT source, sum(rows) FROM segments GROUP BY source").fetchall())
+        return dict(
+            self._db.execute("SELECT source, sum(rows) FROM segments GROUP BY source").fetchall()
+        )
 
     def quarantine(self, source: str | None = None, limit: int = 1000) -> list[QuarantinedRecord]:
         sql = "SELECT id, source, quarantined_at, field, reason, record FROM quarantine"

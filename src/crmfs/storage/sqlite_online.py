@@ -66,7 +66,8 @@ class SqliteOnlineStore:
             marks = ",".join("?" * len(chunk))
             found.update(
                 self._db.execute(
-                    f"SELECT key, value FROM state WHERE tbl = ? AND key IN ({marks})", (table, *chunk)
+                    f"SELECT key, value FROM state WHERE tbl = ? AND key IN ({marks})",
+                    (table, *chunk),
                 ).fetchall()
             )
         return [found.get(key) for key in keys]
@@ -91,10 +92,14 @@ class SqliteOnlineStore:
                 _set_watermark(db, watermark)
 
     def watermark(self) -> Watermark:
-        row = self._db.execute("SELECT seq, ingested_at FROM watermark WHERE name = 'stream'").fetchone()
+        row = self._db.execute(
+            "SELECT seq, ingested_at FROM watermark WHERE name = 'stream'"
+        ).fetchone()
         return Watermark() if row is None else Watermark(row[0], row[1])
 
-    def replace_table(self, table: str, rows: Mapping[EntityKey, bytes], expected: Watermark) -> None:
+    def replace_table(
+        self, table: str, rows: Mapping[EntityKey, bytes], expected: Watermark
+    ) -> None:
         with self._transaction() as db:
             current = self.watermark()
             if current != expected:

@@ -208,7 +208,9 @@ def _newest_first(entry: list[Any]) -> tuple[int, int]:
     return (-entry[0], -entry[1])
 
 
-def aggregator_for(function: Function, n: int | None = None, float_field: bool = False) -> Aggregator:
+def aggregator_for(
+    function: Function, n: int | None = None, float_field: bool = False
+) -> Aggregator:
     """The aggregator implementing ``function``."""
     if function is Function.LAST_N:
         assert n is not None  # checked when the definition was loaded

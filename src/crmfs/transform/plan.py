@@ -95,7 +95,9 @@ def plan_view(view: FeatureView, version: int = 1) -> ViewPlan:
             PlannedWindow(
                 feature=f,
                 aggregator=aggregator_for(
-                    f.function, f.n, float_field=f.field is not None and schema[f.field] is FieldType.FLOAT
+                    f.function,
+                    f.n,
+                    float_field=f.field is not None and schema[f.field] is FieldType.FLOAT,
                 ),
                 slot=slot,
                 window_us=f.window * MICROS_PER_SECOND,

@@ -22,7 +22,9 @@ from crmfs.transform.plan import ViewPlan
 class DuckDBEngine:
     """Point-in-time training sets and tile backfills, computed in SQL by DuckDB."""
 
-    def __init__(self, log: EventLog, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(
+        self, log: EventLog, threads: int | None = None, memory_limit: str | None = None
+    ) -> None:
         self.log = log
         self._db = duckdb.connect(":memory:")
         if threads:
@@ -94,6 +96,8 @@ def _partial(function: str, value: Any) -> Any:
     """SQL's partial in the algebra's representation."""
     if function == "last":
         return None if value is None else [value["t"], value["s"], value["v"]]
+    if function == "mean":
+        return [value["s"], value["c"]]
     if function == "last_n":
         return [[e["t"], e["s"], e["v"]] for e in value]
     return value

@@ -124,14 +124,16 @@ def empty_value_sql(w: PlannedWindow) -> str | None:
 
 def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
     """Each entity row's features at its own time ``__t``, in ``plan.output_names`` order."""
-    lower_bounds = [
-        floor_to(f"q.__t - {w.window_us}", w.hop_us) for w in plan.windows
-    ]
+    lower_bounds = [floor_to(f"q.__t - {w.window_us}", w.hop_us) for w in plan.windows]
     if plan.latest and plan.ttl_us is not None:
         lower_bounds.append(f"q.__t - {plan.ttl_us} - 1")
     join_on = ["ev.__key = q.__key", "ev.__et <= q.__t"]
     if lower_bounds and not (plan.latest and plan.ttl_us is None):
-        join_on.append(f"ev.__et > least({', '.join(lower_bounds)})" if len(lower_bounds) > 1 else f"ev.__et > {lower_bounds[0]}")
+        join_on.append(
+            f"ev.__et > least({', '.join(lower_bounds)})"
+            if len(lower_bounds) > 1
+            else f"ev.__et > {lower_bounds[0]}"
+        )
     if as_served:
         join_on.append("ev.__ing <= q.__t")
     aggregates = []
@@ -141,7 +143,9 @@ def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
     for latest in plan.latest:
         v = quote("v_" + latest.field)
         cond = "TRUE" if plan.ttl_us is None else f"__et >= __t - {plan.ttl_us}"
-        aggregates.append(f"arg_max_null({v}, {_ORDER}) FILTER (WHERE {cond}) AS {quote(latest.name)}")
+        aggregates.append(
+            f"arg_max_null({v}, {_ORDER}) FILTER (WHERE {cond}) AS {quote(latest.name)}"
+        )
     outputs = []
     for w in plan.windows:
         name = quote(w.feature.name)
@@ -152,13 +156,17 @@ def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
 WITH ev AS ({source_events_sql(plan)}),
 joined AS (
     SELECT q.__row, q.__t, ev.* EXCLUDE (__key)
-    FROM entity_rows q JOIN ev ON {' AND '.join(join_on)}
+    FROM entity_rows q JOIN ev ON {" AND ".join(join_on)}
 ),
-a AS (SELECT __row, {', '.join(aggregates)} FROM joined GROUP BY __row)
-SELECT q.__row, {', '.join(outputs)}
+a AS (SELECT __row, {", ".join(aggregates)} FROM joined GROUP BY __row)
+SELECT q.__row, {", ".join(outputs)}
 FROM entity_rows q LEFT JOIN a ON a.__row = q.__row
 ORDER BY q.__row
 """.strip()
+
+
+def _is_float(plan: ViewPlan, field: str | None) -> bool:
+    return field is not None and plan.view.source.field_type(field) is FieldType.FLOAT
 
 
 def tiles_sql(plan: ViewPlan, group_index: int, first_tile: int, start_us: int, end_us: int) -> str:
@@ -183,7 +191,12 @@ def tiles_sql(plan: ViewPlan, group_index: int, first_tile: int, start_us: int, 
                     total = f"CAST({total} AS BIGINT)"
                 expr = f"coalesce({total}, {zero})"
             case Function.MEAN:
-                expr = f"[coalesce(sum({v}), 0), count({v})]"
+                kind = (
+                    "DOUBLE"
+                    if f.output_type is FieldType.FLOAT and _is_float(plan, f.field)
+                    else "BIGINT"
+                )
+                expr = f"struct_pack(s := CAST(coalesce(sum({v}), 0) AS {kind}), c := count({v}))"
             case Function.MIN:
                 expr = f"min({v})"
             case Function.MAX:
@@ -199,7 +212,7 @@ def tiles_sql(plan: ViewPlan, group_index: int, first_tile: int, start_us: int, 
     return f"""
 WITH ev AS ({source_events_sql(plan)}),
 t AS (SELECT *, {k} AS __k FROM ev WHERE __et >= {start_us} AND __et < {end_us})
-SELECT __key, __k, {', '.join(partials)}
+SELECT __key, __k, {", ".join(partials)}
 FROM t WHERE __k >= {first_tile}
 GROUP BY __key, __k
 """.strip()
@@ -213,7 +226,7 @@ def latest_sql(plan: ViewPlan, start_us: int, end_us: int) -> str:
     ]
     return f"""
 WITH ev AS ({source_events_sql(plan)})
-SELECT __key, {', '.join(columns)} FROM ev
+SELECT __key, {", ".join(columns)} FROM ev
 WHERE __et >= {start_us} AND __et < {end_us}
 GROUP BY __key
 """.strip()

@@ -107,7 +107,7 @@ class StreamProcessor:
             updates: Updates = {}
             for source, table in tables.items():
                 updates.update(self.fold(source, table, now))
-            applied = sum(t.num_rows for t in tables.values())
+            applied = int(sum(t.num_rows for t in tables.values()))
             try:
                 self.online.write(updates, Watermark(target, now), expected=expected)
                 return applied

@@ -78,10 +78,14 @@ def merge_states(plan: ViewPlan, a: State, b: State) -> State:
             for k, partials in source.items():
                 current = tiles.get(k)
                 if current is None:
-                    tiles[k] = [w.aggregator.merge(w.aggregator.init(), p) for w, p in zip(group.features, partials, strict=True)]
+                    tiles[k] = [
+                        w.aggregator.merge(w.aggregator.init(), p)
+                        for w, p in zip(group.features, partials, strict=True)
+                    ]
                 else:
                     tiles[k] = [
-                        w.aggregator.merge(c, p) for w, c, p in zip(group.features, current, partials, strict=True)
+                        w.aggregator.merge(c, p)
+                        for w, c, p in zip(group.features, current, partials, strict=True)
                     ]
     for i in range(len(plan.latest)):
         candidates = [x for x in (a[1][i], b[1][i]) if x is not None]
