@@ -18,6 +18,8 @@ ignored by every function (``count`` without a field counts events). Ordering fo
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from typing import Any
 
 from crmfs.definitions import Function
@@ -42,6 +44,13 @@ class Aggregator:
     def finalize(self, partial: Partial) -> Any:
         return partial
 
+    def merge_all(self, partials: list[Partial]) -> Partial:
+        """``merge`` folded over many partials (subclasses do it in one step, for reads)."""
+        result = self.init()
+        for partial in partials:
+            result = self.merge(result, partial)
+        return result
+
 
 class Count(Aggregator):
     function = Function.COUNT
@@ -55,6 +64,9 @@ class Count(Aggregator):
     def merge(self, a: int, b: int) -> int:
         return a + b
 
+    def merge_all(self, partials: list[int]) -> int:
+        return sum(partials)
+
 
 class Sum(Aggregator):
     function = Function.SUM
@@ -67,6 +79,9 @@ class Sum(Aggregator):
 
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
+
+    def merge_all(self, partials: list[Any]) -> Any:
+        return sum(partials, self.init())
 
 
 class FloatSum(Sum):
@@ -87,6 +102,9 @@ class Mean(Aggregator):
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [a[0] + b[0], a[1] + b[1]]
+
+    def merge_all(self, partials: list[list[Any]]) -> list[Any]:
+        return [sum(p[0] for p in partials), sum(p[1] for p in partials)]
 
     def finalize(self, partial: list[Any]) -> float | None:
         total, count = partial
@@ -110,6 +128,10 @@ class Min(Aggregator):
             return a
         return b if b < a else a
 
+    def merge_all(self, partials: list[Any]) -> Any:
+        present = [p for p in partials if p is not None]
+        return min(present) if present else None
+
 
 class Max(Min):
     function = Function.MAX
@@ -123,6 +145,10 @@ class Max(Min):
         if b is None:
             return a
         return b if b > a else a
+
+    def merge_all(self, partials: list[Any]) -> Any:
+        present = [p for p in partials if p is not None]
+        return max(present) if present else None
 
 
 class CountDistinct(Aggregator):
@@ -144,6 +170,9 @@ class CountDistinct(Aggregator):
         if not a:
             return b
         return list(set(a).union(b))
+
+    def merge_all(self, partials: list[list[Any]]) -> list[Any]:
+        return list(set().union(*partials))
 
     def finalize(self, partial: list[Any]) -> int:
         return len(partial)
@@ -168,6 +197,10 @@ class Last(Aggregator):
         if b is None:
             return a
         return b if (b[0], b[1]) > (a[0], a[1]) else a
+
+    def merge_all(self, partials: list[list[Any] | None]) -> list[Any] | None:
+        present = [p for p in partials if p is not None]
+        return max(present, key=_order) if present else None
 
     def finalize(self, partial: list[Any] | None) -> Any:
         return None if partial is None else partial[2]
@@ -200,8 +233,15 @@ class LastN(Aggregator):
         merged = sorted(a + b, key=_newest_first)
         return merged[: self.n]
 
+    def merge_all(self, partials: list[list[list[Any]]]) -> list[list[Any]]:
+        return heapq.nlargest(self.n, itertools.chain.from_iterable(partials), key=_order)
+
     def finalize(self, partial: list[list[Any]]) -> list[Any]:
         return [entry[2] for entry in partial]
+
+
+def _order(entry: list[Any]) -> tuple[int, int]:
+    return (entry[0], entry[1])
 
 
 def _newest_first(entry: list[Any]) -> tuple[int, int]:

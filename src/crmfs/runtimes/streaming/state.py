@@ -103,15 +103,10 @@ def read_values(plan: ViewPlan, state: State, now: int) -> tuple[list[Any], list
         tiles = state[0][g]
         features = group.features
         last_tile = (now - 1) // group.hop_us
-        lowest = [window_lower_bound(now, w.window_us, w.hop_us) // w.hop_us for w in features]
-        accs = [w.aggregator.init() for w in features]
-        for k, partials in tiles.items():
-            if k > last_tile:
-                continue
-            for i, w in enumerate(features):
-                if k >= lowest[i]:
-                    accs[i] = w.aggregator.merge(accs[i], partials[i])
-        values.extend(w.aggregator.finalize(acc) for w, acc in zip(features, accs, strict=True))
+        for i, w in enumerate(features):
+            lowest = window_lower_bound(now, w.window_us, w.hop_us) // w.hop_us
+            in_window = [partials[i] for k, partials in tiles.items() if lowest <= k <= last_tile]
+            values.append(w.aggregator.finalize(w.aggregator.merge_all(in_window)))
     times: list[int | None] = []
     ttl = plan.ttl_us
     for entry in state[1]:
