@@ -1,0 +1,160 @@
+"""Run the benchmark: crmfs and Feast on the same scenario, side by side (``make bench``).
+
+Usage::
+
+    python bench/run.py               # full run: 1M events, 100k customers, crmfs then Feast
+    python bench/run.py --skip-feast  # crmfs only
+    python bench/run.py --quick       # smoke run: 100k events, 10k customers
+
+The scenario is written once into ``bench/.work/scenario`` (``bench/.work/scenario-quick`` for
+``--quick``) and reused. A Feast failure (no network to install it, a crash) becomes a note under
+the table, never a failed run. The figures (crmfs, then ``feast_`` ones) are written as one JSON
+list to ``bench/results/latest.json``; a ``--quick`` run writes ``bench/results/quick.json``
+instead, so a smoke run never overwrites the figures of a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from crmfs_bench import run_crmfs_bench
+from feast_env import FeastUnavailableError, run_feast_bench
+from scenario import write_scenario
+
+BENCH_DIR = Path(__file__).resolve().parent
+WORK_DIR = BENCH_DIR / ".work"
+RESULTS_DIR = BENCH_DIR / "results"
+SCENARIO_FILES = ("events", "entities_100k", "entities_1m")
+
+# The issue's targets for crmfs: (comparison, bound).
+TARGETS: dict[str, tuple[str, float]] = {
+    "pit_100k_s": ("<=", 0.4),
+    "pit_1m_s": ("<=", 1.5),
+    "pit_1m_peak_mb": ("<=", 600),
+    "online_single_p99_ms": ("<=", 0.25),
+    "online_batch100_rows_per_s": (">=", 100_000),
+    "ingest_events_per_s": (">=", 50_000),
+    "freshness_p99_ms": ("<=", 100),
+    "backfill_1m_s": ("<=", 3),
+}
+QUICK = {"customers": 10_000, "events": 100_000}
+
+
+def ensure_scenario(scenario_dir: Path, quick: bool) -> None:
+    if all((scenario_dir / f"{stem}.parquet").exists() for stem in SCENARIO_FILES):
+        print(f"scenario: reusing {scenario_dir}", file=sys.stderr)
+        return
+    start = time.perf_counter()
+    write_scenario(scenario_dir, **(QUICK if quick else {}))
+    print(f"scenario: written in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
+
+
+def _meets(name: str, value: float | None) -> str:
+    target = TARGETS.get(name)
+    if target is None or value is None:
+        return ""
+    op, bound = target
+    ok = value <= bound if op == "<=" else value >= bound
+    return "[green]yes[/green]" if ok else "[red]no[/red]"
+
+
+def render(crmfs: list[dict[str, Any]], feast: list[dict[str, Any]], notes: list[str]) -> None:
+    ours = {f["name"]: f for f in crmfs}
+    theirs = {f["name"]: f for f in feast}
+    names = list(ours)
+    names += [n for n in TARGETS if n not in ours]
+    # Feast figures without a crmfs twin (e.g. its file offline store) get a row of their own.
+    names += [n.removeprefix("feast_") for n in theirs if n.removeprefix("feast_") not in names]
+
+    table = Table(title="crmfs vs Feast")
+    table.add_column("figure", no_wrap=True)
+    table.add_column("unit", no_wrap=True)
+    table.add_column("crmfs", no_wrap=True, justify="right")
+    table.add_column("feast", no_wrap=True, justify="right")
+    table.add_column("target", no_wrap=True, justify="right")
+    table.add_column("crmfs meets", justify="center")
+    for name in names:
+        mine = ours.get(name)
+        other = theirs.get(f"feast_{name}")
+        unit = (mine or other or {}).get("unit", "")
+        value = None if mine is None else mine["value"]
+        target = TARGETS.get(name)
+        table.add_row(
+            name,
+            unit,
+            _fmt(value),
+            _fmt(None if other is None else other["value"]),
+            "" if target is None else f"{target[0]} {target[1]:,g}",
+            _meets(name, value),
+        )
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-feast", action="store_true", help="run the crmfs side only")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run on 100k events and 10k customers"
+    )
+    args = parser.parse_args(argv)
+
+    wall = time.perf_counter()
+    suffix = "-quick" if args.quick else ""
+    scenario_dir = WORK_DIR / f"scenario{suffix}"
+    ensure_scenario(scenario_dir, args.quick)
+
+    notes: list[str] = []
+    if args.quick:
+        notes.append("quick run (100k events, 10k customers): figures are not comparable")
+    crmfs: list[dict[str, Any]] = []
+    try:
+        crmfs = run_crmfs_bench(scenario_dir, WORK_DIR / f"crmfs{suffix}")
+    except Exception as exc:
+        traceback.print_exc()
+        notes.append(f"crmfs bench failed: {type(exc).__name__}: {exc}")
+    crmfs_s = time.perf_counter() - wall
+
+    feast: list[dict[str, Any]] = []
+    if args.skip_feast:
+        notes.append("Feast skipped (--skip-feast)")
+    else:
+        start = time.perf_counter()
+        try:
+            feast = run_feast_bench(scenario_dir, WORK_DIR / f"feast{suffix}")
+        except FeastUnavailableError as exc:
+            notes.append(f"Feast unavailable: {exc}")
+        except Exception as exc:
+            traceback.print_exc()
+            notes.append(f"Feast bench failed: {type(exc).__name__}: {exc}")
+        notes.append(f"Feast side took {time.perf_counter() - start:.0f} s")
+
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
+    out.write_text(json.dumps(crmfs + feast, indent=2) + "\n")
+    notes.append(f"crmfs side took {crmfs_s:.0f} s (scenario included); figures in {out}")
+    render(crmfs, feast, notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
