@@ -76,7 +76,8 @@ def source_events_sql(plan: ViewPlan) -> str:
     return f"SELECT {', '.join(columns)} FROM events WHERE {' AND '.join(where)}"
 
 
-_ORDER = "[__et, __seq]"
+# One comparable key for "later event, then later ingested": seq stays below 10^12.
+_ORDER = "(CAST(__et AS HUGEINT) * 1000000000000 + __seq)"
 
 
 def _window_aggregate(w: PlannedWindow, in_window: str) -> str:
@@ -124,7 +125,12 @@ def empty_value_sql(w: PlannedWindow) -> str | None:
 
 def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
     """Each entity row's features at its own time ``__t``, in ``plan.output_names`` order."""
-    lower_bounds = [floor_to(f"q.__t - {w.window_us}", w.hop_us) for w in plan.windows]
+    pairs = dict.fromkeys((w.window_us, w.hop_us) for w in plan.windows)
+    bounds = {pair: f"__l{i}" for i, pair in enumerate(pairs)}
+    bound_columns = [
+        f"{floor_to(f'__t - {wu}', hu)} AS {name}" for (wu, hu), name in bounds.items()
+    ]
+    lower_bounds = [f"q.{name}" for name in bounds.values()]
     if plan.latest and plan.ttl_us is not None:
         lower_bounds.append(f"q.__t - {plan.ttl_us} - 1")
     join_on = ["ev.__key = q.__key", "ev.__et <= q.__t"]
@@ -138,7 +144,7 @@ def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
         join_on.append("ev.__ing <= q.__t")
     aggregates = []
     for w in plan.windows:
-        in_window = f"__et > {floor_to(f'__t - {w.window_us}', w.hop_us)}"
+        in_window = f"__et > {bounds[(w.window_us, w.hop_us)]}"
         aggregates.append(f"{_window_aggregate(w, in_window)} AS {quote(w.feature.name)}")
     for latest in plan.latest:
         v = quote("v_" + latest.field)
@@ -154,9 +160,10 @@ def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
     outputs += [f"a.{quote(f.name)}" for f in plan.latest]
     return f"""
 WITH ev AS ({source_events_sql(plan)}),
+q AS (SELECT __row, __key, __t{"".join(", " + c for c in bound_columns)} FROM entity_rows),
 joined AS (
-    SELECT q.__row, q.__t, ev.* EXCLUDE (__key)
-    FROM entity_rows q JOIN ev ON {" AND ".join(join_on)}
+    SELECT q.* EXCLUDE (__key), ev.* EXCLUDE (__key)
+    FROM q JOIN ev ON {" AND ".join(join_on)}
 ),
 a AS (SELECT __row, {", ".join(aggregates)} FROM joined GROUP BY __row)
 SELECT q.__row, {", ".join(outputs)}
