@@ -148,7 +148,12 @@ def _to_int(value: Any, tz: str | None) -> int:
             raise ValueError("has a fractional part")
         return int(value)
     if isinstance(value, str):
-        return int(value.strip())
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            # "3.0" is an int written as a float (mixed-type input is read as text).
+            return _to_int(float(text), tz)
     raise TypeError(f"expected an int, got {type(value).__name__}")
 
 

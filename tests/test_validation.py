@@ -1,0 +1,108 @@
+"""Schema validation: each bad record quarantined with its field and problem, nothing lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
+from crmfs.store import FeatureStore
+from crmfs.timestamps import to_micros
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+customer = Entity("customer", join_key="customer_id")
+
+
+def _store(folder: Path, timezone: str | None = None) -> FeatureStore:
+    source = EventSource(
+        "orders",
+        schema={
+            "event_id": "string",
+            "ts": "timestamp",
+            "customer_id": "string",
+            "qty": "int",
+            "price": "float",
+        },
+        event_id="event_id",
+        event_time="ts",
+        timezone=timezone,
+        required=("customer_id",),
+    )
+    view = FeatureView(
+        "orders_view",
+        customer,
+        source,
+        [Aggregation("qty", "sum", ["30d"], field="qty"), Latest("price", "price")],
+    )
+    store = FeatureStore(folder, definitions=[view], clock=lambda: to_micros(NOW))
+    store.apply()
+    return store
+
+
+def test_each_bad_record_is_quarantined_with_its_reason(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    good = {
+        "event_id": "ok",
+        "ts": "2026-06-01T10:00:00Z",
+        "customer_id": "c1",
+        "qty": "12",
+        "price": 2.5,
+    }
+    records = [
+        good,
+        {**good, "event_id": "naive", "ts": "2026-06-01T10:00:00"},
+        {**good, "event_id": "future", "ts": "2026-06-02T10:00:00Z"},
+        {**good, "event_id": "fraction", "qty": 1.5},
+        {**good, "event_id": "text", "qty": "abc"},
+        {**good, "event_id": "nan", "price": float("nan")},
+        {**good, "event_id": "nokey", "customer_id": None},
+        {**good, "event_id": None},
+        {**good, "event_id": "whole", "qty": 3.0, "extra": "ignored"},
+        good,
+    ]
+    report = store.ingest("orders", records)
+    assert report.received == 10
+    assert (report.accepted, report.duplicates, report.quarantined) == (2, 1, 7)
+    reasons = {r.record["event_id"]: (r.field, r.reason) for r in store.quarantine()}
+    assert reasons["naive"][0] == "ts"
+    assert "naive" in reasons["naive"][1]
+    assert "future" in reasons["future"][1]
+    assert reasons["fraction"][0] == "qty"
+    assert reasons["text"][0] == "qty"
+    assert reasons["nan"][0] == "price"
+    assert reasons["nokey"][0] == "customer_id"
+    assert reasons[None][0] == "event_id"
+    online = store.get_online_features(["orders_view:qty_30d"], [{"customer_id": "c1"}], now=NOW)
+    assert online.values["orders_view:qty_30d"] == [15]  # 12 + 3, each counted once
+
+
+def test_naive_timestamps_use_the_source_timezone(tmp_path: Path) -> None:
+    store = _store(tmp_path, timezone="Europe/Paris")
+    store.ingest(
+        "orders",
+        [{"event_id": "a", "ts": "2026-06-01T12:00:00", "customer_id": "c1", "price": 1.0}],
+    )
+    online = store.get_online_features(["orders_view:price"], [{"customer_id": "c1"}], now=NOW)
+    assert online.ages["orders_view:price"] == [7200.0]  # 12:00 in Paris (summer) is 10:00 UTC
+
+
+def test_pandas_and_arrow_inputs_and_idempotency(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    frame = pd.DataFrame(
+        {
+            "event_id": ["a", "b"],
+            "ts": [datetime(2026, 6, 1, 9, tzinfo=UTC)] * 2,
+            "customer_id": ["c1", "c1"],
+            "qty": [1, 2],
+            "price": [1.0, 2.0],
+        }
+    )
+    assert store.ingest("orders", frame).accepted == 2
+    import pyarrow as pa
+
+    again = store.ingest("orders", pa.Table.from_pandas(frame))
+    assert (again.accepted, again.duplicates) == (0, 2)
+    online = store.get_online_features(["orders_view:qty_30d"], [{"customer_id": "c1"}], now=NOW)
+    assert online.values["orders_view:qty_30d"] == [3]
