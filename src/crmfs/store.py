@@ -253,7 +253,7 @@ class FeatureStore:
                 self.catch_up()
                 mark = self.online.watermark()
                 now = max(mark.ingested_at, self.log.last_ingested_at())
-                states = self.engine.backfill(plan, start_us, end_us, now)
+                states = self.engine.backfill(plan, start_us, end_us, now, mark.seq)
                 rows: dict[EntityKey, bytes] = {key: encode(state) for key, state in states.items()}
                 try:
                     self.online.replace_table(plan.table, rows, mark)

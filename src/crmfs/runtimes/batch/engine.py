@@ -64,12 +64,20 @@ class DuckDBEngine:
                 db.unregister("entity_rows")
         return result
 
-    def backfill(self, plan: ViewPlan, start_us: int, end_us: int, now: int) -> dict[Any, State]:
-        """Online state per entity built from the log with ``start <= event_time < end``."""
+    def backfill(
+        self, plan: ViewPlan, start_us: int, end_us: int, now: int, upto_seq: int
+    ) -> dict[Any, State]:
+        """Online state per entity from log events with ``start <= event_time < end``.
+
+        Only events with ``seq <= upto_seq`` count: those the online store has applied, so a
+        batch committed meanwhile by another process is not counted twice.
+        """
         states: dict[Any, State] = {}
         with self._events_of(plan.view.source) as db:
             for g, group in enumerate(plan.hop_groups):
-                query = sql.tiles_sql(plan, g, group.first_live_tile(now), start_us, end_us)
+                query = sql.tiles_sql(
+                    plan, g, group.first_live_tile(now), start_us, end_us, upto_seq
+                )
                 for row in _rows(db.sql(query).to_arrow_table()):
                     state = states.get(row[0])
                     if state is None:
@@ -79,7 +87,9 @@ class DuckDBEngine:
                         for w, p in zip(group.features, row[2:], strict=True)
                     ]
             if plan.latest:
-                for row in _rows(db.sql(sql.latest_sql(plan, start_us, end_us)).to_arrow_table()):
+                for row in _rows(
+                    db.sql(sql.latest_sql(plan, start_us, end_us, upto_seq)).to_arrow_table()
+                ):
                     state = states.get(row[0])
                     if state is None:
                         state = states[row[0]] = new_state(plan)

@@ -176,7 +176,9 @@ def _is_float(plan: ViewPlan, field: str | None) -> bool:
     return field is not None and plan.view.source.field_type(field) is FieldType.FLOAT
 
 
-def tiles_sql(plan: ViewPlan, group_index: int, first_tile: int, start_us: int, end_us: int) -> str:
+def tiles_sql(
+    plan: ViewPlan, group_index: int, first_tile: int, start_us: int, end_us: int, upto_seq: int
+) -> str:
     """Partial aggregates per (entity, tile) of one hop group, for a backfill.
 
     Columns: ``__key``, ``__k`` and one per feature slot holding its partial in the
@@ -218,14 +220,14 @@ def tiles_sql(plan: ViewPlan, group_index: int, first_tile: int, start_us: int, 
     k = f"((__et - 1) - (((__et - 1) % {group.hop_us}) + {group.hop_us}) % {group.hop_us}) // {group.hop_us}"
     return f"""
 WITH ev AS ({source_events_sql(plan)}),
-t AS (SELECT *, {k} AS __k FROM ev WHERE __et >= {start_us} AND __et < {end_us})
+t AS (SELECT *, {k} AS __k FROM ev WHERE __et >= {start_us} AND __et < {end_us} AND __seq <= {upto_seq})
 SELECT __key, __k, {", ".join(partials)}
 FROM t WHERE __k >= {first_tile}
 GROUP BY __key, __k
 """.strip()
 
 
-def latest_sql(plan: ViewPlan, start_us: int, end_us: int) -> str:
+def latest_sql(plan: ViewPlan, start_us: int, end_us: int, upto_seq: int) -> str:
     """The latest event's (time, seq, value) per entity for every latest feature."""
     columns = [
         f"arg_max_null(struct_pack(t := __et, s := __seq, v := {quote('v_' + f.field)}), {_ORDER}) AS l{i}"
@@ -234,6 +236,6 @@ def latest_sql(plan: ViewPlan, start_us: int, end_us: int) -> str:
     return f"""
 WITH ev AS ({source_events_sql(plan)})
 SELECT __key, {", ".join(columns)} FROM ev
-WHERE __et >= {start_us} AND __et < {end_us}
+WHERE __et >= {start_us} AND __et < {end_us} AND __seq <= {upto_seq}
 GROUP BY __key
 """.strip()
