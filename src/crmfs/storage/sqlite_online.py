@@ -1,31 +1,47 @@
-"""The embedded online store: one SQLite file in the project folder."""
+"""The embedded online store: one SQLite file in the project folder.
+
+Each online table (a view version) is its own SQLite table ``state__<table>`` keyed by the
+entity key. Blobs this process has read or written are kept in memory and trusted only
+while no other connection has committed since (SQLite's ``PRAGMA data_version`` tells):
+a write, a backfill or a drop by another process empties the cache before the next read.
+The cache is filled only after a commit succeeds, so a crash can lose it but never
+make it disagree with the file.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from crmfs.errors import StorageError
 from crmfs.storage.ports import EntityKey, Watermark, WatermarkMoved
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS state (
-    tbl TEXT NOT NULL, key ANY NOT NULL, value BLOB NOT NULL, PRIMARY KEY (tbl, key)
-) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS watermark (
     name TEXT PRIMARY KEY, seq INTEGER NOT NULL, ingested_at INTEGER NOT NULL
 ) STRICT;
 """
-_MAX_PARAMS = 900
+_PREFIX = "state__"
+_MAX_PARAMS = 30_000  # below SQLite's default limit of 32,766 bound parameters
+_PAGE_CACHE_KIB = 65_536
+_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL: pages rewritten by several batches are copied once
+_BLOB_CACHE_BYTES = 256 * 1024 * 1024
+_ABSENT = b""  # cached: the key has no state (real blobs are never empty)
+
+BlobCache = dict[str, dict[EntityKey, bytes]]
+
+
+def _quoted(table: str) -> str:
+    return '"' + (_PREFIX + table).replace('"', '""') + '"'
 
 
 class SqliteOnlineStore:
     """Online state in SQLite (WAL): durable, readable by other processes while written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache_bytes: int = _BLOB_CACHE_BYTES) -> None:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,10 +51,48 @@ class SqliteOnlineStore:
             # says from where), so it need not fsync on every commit.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the online store at {path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._cache_limit = cache_bytes
+        self._cache: BlobCache = {}
+        self._cached_bytes = 0
+        self._writes = 0  # this process's commits, so a slow read cannot cache older blobs
+        self._version = self._data_version()
+        with self._transaction() as db:
+            _move_shared_table(db)
+
+    # -- the blob cache ----------------------------------------------------------------
+
+    def _data_version(self) -> int:
+        version: int = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return version
+
+    def _current_cache(self, version: int) -> BlobCache:
+        """The cache, emptied if another connection committed since it was filled."""
+        if version != self._version:
+            self._cache = {}
+            self._cached_bytes = 0
+            self._version = version
+        return self._cache
+
+    def _remember(self, table: str, rows: Mapping[EntityKey, bytes]) -> None:
+        self._cached_bytes += sum(len(blob) for blob in rows.values())
+        if self._cached_bytes > self._cache_limit:
+            self._cache = {}  # over budget: start again rather than track recency
+            self._cached_bytes = 0
+            return
+        self._cache.setdefault(table, {}).update(rows)
+
+    def _forget(self, table: str) -> None:
+        with self._lock:
+            self._writes += 1
+            self._cache.pop(table, None)
+
+    # -- reads and writes --------------------------------------------------------------
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -55,22 +109,31 @@ class SqliteOnlineStore:
                 raise StorageError(f"online store write failed: {exc}") from exc
 
     def read(self, table: str, keys: Sequence[EntityKey]) -> list[bytes | None]:
-        if len(keys) == 1:
-            row = self._db.execute(
-                "SELECT value FROM state WHERE tbl = ? AND key = ?", (table, keys[0])
-            ).fetchone()
-            return [None if row is None else row[0]]
-        found: dict[EntityKey, bytes] = {}
-        for start in range(0, len(keys), _MAX_PARAMS):
-            chunk = list(keys[start : start + _MAX_PARAMS])
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                self._db.execute(
-                    f"SELECT key, value FROM state WHERE tbl = ? AND key IN ({marks})",
-                    (table, *chunk),
+        cached = self._current_cache(self._data_version()).get(table, {})
+        misses = [key for key in keys if key not in cached]
+        if misses:
+            writes = self._writes
+            found = dict.fromkeys(misses, _ABSENT)
+            found.update(self._select(table, misses))
+            with self._lock:
+                if writes == self._writes:  # else a write of this process may be newer
+                    self._remember(table, found)
+            return [cached.get(key) or found.get(key) or None for key in keys]
+        return [cached[key] or None for key in keys]
+
+    def _select(self, table: str, keys: list[EntityKey]) -> list[tuple[EntityKey, bytes]]:
+        rows: list[tuple[EntityKey, bytes]] = []
+        try:
+            for start in range(0, len(keys), _MAX_PARAMS):
+                chunk = keys[start : start + _MAX_PARAMS]
+                marks = ",".join("?" * len(chunk))
+                rows += self._db.execute(
+                    f"SELECT key, value FROM {_quoted(table)} WHERE key IN ({marks})", chunk
                 ).fetchall()
-            )
-        return [found.get(key) for key in keys]
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise StorageError(f"online store read failed: {exc}") from exc
+        return rows
 
     def write(
         self,
@@ -79,17 +142,23 @@ class SqliteOnlineStore:
         expected: Watermark | None = None,
     ) -> None:
         with self._transaction() as db:
+            self._current_cache(self._data_version())
             if expected is not None:
                 current = self.watermark()
                 if current != expected:
                     raise WatermarkMoved(expected, current)
             for table, rows in updates.items():
+                _create(db, table)
                 db.executemany(
-                    "INSERT OR REPLACE INTO state (tbl, key, value) VALUES (?, ?, ?)",
-                    ((table, key, value) for key, value in rows.items()),
+                    f"INSERT OR REPLACE INTO {_quoted(table)} (key, value) VALUES (?, ?)",
+                    _in_key_order(rows),
                 )
             if watermark is not None:
                 _set_watermark(db, watermark)
+        with self._lock:
+            self._writes += 1
+            for table, rows in updates.items():
+                self._remember(table, rows)
 
     def watermark(self) -> Watermark:
         row = self._db.execute(
@@ -101,25 +170,66 @@ class SqliteOnlineStore:
         self, table: str, rows: Mapping[EntityKey, bytes], expected: Watermark
     ) -> None:
         with self._transaction() as db:
+            self._current_cache(self._data_version())
             current = self.watermark()
             if current != expected:
                 raise WatermarkMoved(expected, current)
-            db.execute("DELETE FROM state WHERE tbl = ?", (table,))
+            db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
+            _create(db, table)
             db.executemany(
-                "INSERT INTO state (tbl, key, value) VALUES (?, ?, ?)",
-                ((table, key, value) for key, value in rows.items()),
+                f"INSERT INTO {_quoted(table)} (key, value) VALUES (?, ?)", _in_key_order(rows)
             )
+        self._forget(table)
 
     def drop_table(self, table: str) -> None:
         with self._transaction() as db:
-            db.execute("DELETE FROM state WHERE tbl = ?", (table,))
+            self._current_cache(self._data_version())
+            db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
+        self._forget(table)
 
     def tables(self) -> dict[str, int]:
         """Rows per table, for reports."""
-        return dict(self._db.execute("SELECT tbl, count(*) FROM state GROUP BY tbl").fetchall())
+        names = [
+            name[len(_PREFIX) :]
+            for (name,) in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'state\\_\\_%'"
+                " ESCAPE '\\' ORDER BY name"
+            )
+        ]
+        return {
+            name: self._db.execute(f"SELECT count(*) FROM {_quoted(name)}").fetchone()[0]
+            for name in names
+        }
 
     def close(self) -> None:
         self._db.close()
+
+
+def _create(db: sqlite3.Connection, table: str) -> None:
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {_quoted(table)}"
+        " (key ANY PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID"
+    )
+
+
+def _in_key_order(rows: Mapping[EntityKey, bytes]) -> list[tuple[EntityKey, bytes]]:
+    """Rows sorted by key: neighbouring writes touch neighbouring B-tree pages."""
+    items = list(rows.items())
+    with suppress(TypeError):  # keys of mixed types: any order is correct, sorted is faster
+        items.sort()
+    return items
+
+
+def _move_shared_table(db: sqlite3.Connection) -> None:
+    """Move rows from the single ``state`` table of earlier versions to per-table tables."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'state'").fetchone() is None:
+        return
+    for (table,) in db.execute("SELECT DISTINCT tbl FROM state").fetchall():
+        _create(db, table)
+        db.execute(
+            f"INSERT INTO {_quoted(table)} SELECT key, value FROM state WHERE tbl = ?", (table,)
+        )
+    db.execute("DROP TABLE state")
 
 
 def _set_watermark(db: sqlite3.Connection, watermark: Watermark) -> None:

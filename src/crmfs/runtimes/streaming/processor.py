@@ -8,15 +8,14 @@ the log commit and the online write is repaired by ``catch_up``; nothing is appl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from functools import partial
 
 import pyarrow as pa
 
-from crmfs.runtimes.streaming.state import Event, State, apply_events, decode, encode, new_state
-from crmfs.storage.event_log import EVENT_TIME, INGESTED_AT, SEQ, EventLog
+from crmfs.runtimes.streaming.fold import ViewFold
+from crmfs.storage.event_log import INGESTED_AT, SEQ, EventLog
 from crmfs.storage.ports import EntityKey, OnlineStore, Watermark, WatermarkMoved
-from crmfs.transform.filter_eval import compile_filter
 from crmfs.transform.plan import ViewPlan
 
 Updates = dict[str, dict[EntityKey, bytes]]
@@ -28,11 +27,9 @@ class StreamProcessor:
 
     def __init__(self, online: OnlineStore, plans: Sequence[ViewPlan]) -> None:
         self.online = online
-        self._by_source: dict[str, list[tuple[ViewPlan, Callable[[Mapping[str, Any]], bool]]]] = {}
+        self._by_source: dict[str, list[ViewFold]] = {}
         for plan in plans:
-            self._by_source.setdefault(plan.view.source.name, []).append(
-                (plan, compile_filter(plan.view.filter))
-            )
+            self._by_source.setdefault(plan.view.source.name, []).append(ViewFold(plan))
 
     def apply_committed(self, source: str, batch: pa.Table, log: EventLog) -> None:
         """Apply a batch just committed to the log; falls back to ``catch_up`` if behind."""
@@ -54,40 +51,10 @@ class StreamProcessor:
     def fold(self, source: str, events: pa.Table, now: int) -> Updates:
         """New state blobs of every view of ``source`` after folding in ``events``."""
         updates: Updates = {}
-        for plan, keep in self._by_source.get(source, []):
-            updates[plan.table] = self._fold_view(plan, keep, events, now)
+        for view in self._by_source.get(source, []):
+            table = view.plan.table
+            updates[table] = view.fold(events, now, partial(self.online.read, table))
         return updates
-
-    def _fold_view(
-        self,
-        plan: ViewPlan,
-        keep: Callable[[Mapping[str, Any]], bool],
-        events: pa.Table,
-        now: int,
-    ) -> dict[EntityKey, bytes]:
-        fields = plan.value_fields()
-        columns = [events[name].to_pylist() for name in fields]
-        keys = events[plan.view.key].to_pylist()
-        times = events[EVENT_TIME].to_pylist()
-        seqs = events[SEQ].to_pylist()
-        per_key: dict[EntityKey, list[Event]] = {}
-        rows = zip(*columns, strict=True) if columns else ((),) * len(keys)
-        for key, event_time, seq, row in zip(keys, times, seqs, rows, strict=True):
-            if key is None:
-                continue  # this view cannot place an event without its entity key
-            values = dict(zip(fields, row, strict=True))
-            if keep(values):
-                per_key.setdefault(key, []).append((event_time, seq, values))
-        if not per_key:
-            return {}
-        key_list = list(per_key)
-        blobs = self.online.read(plan.table, key_list)
-        out: dict[EntityKey, bytes] = {}
-        for key, blob in zip(key_list, blobs, strict=True):
-            state: State = new_state(plan) if blob is None else decode(blob)
-            apply_events(plan, state, per_key[key], now)
-            out[key] = encode(state)
-        return out
 
     def catch_up(self, log: EventLog) -> int:
         """Apply every committed event the online store has not seen; returns how many."""

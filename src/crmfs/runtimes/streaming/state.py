@@ -9,15 +9,13 @@ State layout (a msgpack document)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import msgpack
 
-from crmfs.transform.plan import ViewPlan, tile_of, window_lower_bound
+from crmfs.transform.plan import ViewPlan, window_lower_bound
 
 State = list[Any]
-Event = tuple[int, int, dict[str, Any]]  # event_time, seq, field values
 
 
 def new_state(plan: ViewPlan) -> State:
@@ -31,42 +29,6 @@ def encode(state: State) -> bytes:
 def decode(blob: bytes) -> State:
     state: State = msgpack.unpackb(blob, raw=False, strict_map_key=False)
     return state
-
-
-def apply_events(plan: ViewPlan, state: State, events: Iterable[Event], now: int) -> None:
-    """Fold events (already filtered for the view) into ``state``, in place.
-
-    ``now`` is the ingestion time: tiles no read at ``now`` or later can reach are dropped,
-    and late events that would land in them are skipped.
-    """
-    groups = plan.hop_groups
-    tiles_by_group = state[0]
-    latest_state = state[1]
-    floors = [group.first_live_tile(now) for group in groups]
-    latest = plan.latest
-    for event_time, seq, values in events:
-        for g, group in enumerate(groups):
-            k = tile_of(event_time, group.hop_us)
-            if k < floors[g]:
-                continue
-            tiles = tiles_by_group[g]
-            partials = tiles.get(k)
-            if partials is None:
-                partials = [w.aggregator.init() for w in group.features]
-                tiles[k] = partials
-            for w in group.features:
-                field = w.feature.field
-                value = None if field is None else values[field]
-                if field is None or value is not None:
-                    partials[w.slot] = w.aggregator.update(partials[w.slot], value, event_time, seq)
-        for i, feature in enumerate(latest):
-            current = latest_state[i]
-            if current is None or (event_time, seq) > (current[0], current[1]):
-                latest_state[i] = [event_time, seq, values[feature.field]]
-    for g, tiles in enumerate(tiles_by_group):
-        floor = floors[g]
-        for k in [k for k in tiles if k < floor]:
-            del tiles[k]
 
 
 def merge_states(plan: ViewPlan, a: State, b: State) -> State:

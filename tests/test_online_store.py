@@ -1,0 +1,49 @@
+"""The SQLite online store: per-table storage and a blob cache that never serves stale state."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from crmfs.storage.ports import Watermark, WatermarkMoved
+from crmfs.storage.sqlite_online import SqliteOnlineStore
+
+
+def test_read_sees_writes_of_another_connection(tmp_path: Path) -> None:
+    writer = SqliteOnlineStore(tmp_path / "online.db")
+    reader = SqliteOnlineStore(tmp_path / "online.db")
+    writer.write({"v__v1": {"a": b"1"}}, Watermark(1, 10))
+    assert reader.read("v__v1", ["a", "b"]) == [b"1", None]  # now cached, absence included
+    writer.write({"v__v1": {"a": b"2", "b": b"3"}}, Watermark(2, 20))
+    assert reader.read("v__v1", ["a", "b"]) == [b"2", b"3"]
+    writer.replace_table("v__v1", {"c": b"4"}, Watermark(2, 20))
+    assert reader.read("v__v1", ["a", "c"]) == [None, b"4"]
+    writer.drop_table("v__v1")
+    assert reader.read("v__v1", ["c"]) == [None]
+
+
+def test_a_write_under_a_moved_watermark_changes_nothing(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    other = SqliteOnlineStore(tmp_path / "online.db")
+    store.write({"t": {1: b"x"}}, Watermark(1, 1), expected=Watermark())
+    other.write({"t": {1: b"y"}}, Watermark(2, 2), expected=Watermark(1, 1))
+    with pytest.raises(WatermarkMoved):
+        store.write({"t": {1: b"z"}}, Watermark(2, 2), expected=Watermark(1, 1))
+    assert store.read("t", [1]) == [b"y"]
+    assert store.tables() == {"t": 1}
+
+
+def test_rows_of_the_shared_table_of_earlier_versions_are_moved(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "online.db")
+    db.execute(
+        "CREATE TABLE state (tbl TEXT NOT NULL, key ANY NOT NULL, value BLOB NOT NULL,"
+        " PRIMARY KEY (tbl, key)) STRICT, WITHOUT ROWID"
+    )
+    db.executemany("INSERT INTO state VALUES (?, ?, ?)", [("a__v1", "k", b"1"), ("b__v2", 7, b"2")])
+    db.commit()
+    db.close()
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    assert store.tables() == {"a__v1": 1, "b__v2": 1}
+    assert store.read("b__v2", [7]) == [b"2"]
