@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmfs.definitions import FieldType
-from crmfs.runtimes.streaming.state import decode, read_values
+from crmfs.runtimes.streaming.state import StateReader, decode
 from crmfs.storage.ports import EntityKey, OnlineStore
 from crmfs.timestamps import MICROS_PER_SECOND, from_micros
 from crmfs.transform.plan import ViewPlan
@@ -85,48 +85,43 @@ def read_online(
     for request, keys, names in zip(requests, keys_per_request, labels, strict=True):
         plan = request.plan
         sla = plan.view.sla_seconds
-        behind = sla is not None and lag > sla * MICROS_PER_SECOND
+        known = STALE if sla is not None and lag > sla * MICROS_PER_SECOND else FRESH
         window_age = max(0, lag) / MICROS_PER_SECOND
-        n_windows = len(plan.windows)
-        columns: list[list[Any]] = [[] for _ in names]
-        statuses: list[list[str]] = [[] for _ in names]
-        ages: list[list[float | None]] = [[] for _ in names]
-        for blob in online.read(plan.table, keys):
-            if blob is None:
-                values: list[Any] = [None] * len(plan.output_names)
-                times: list[int | None] = [None] * len(plan.latest)
-                known = False
+        windows = plan.windows
+        reader = StateReader(plan, now)
+        states = [
+            None if blob is None else reader.values(decode(blob))
+            for blob in online.read(plan.table, keys)
+        ]
+        for name, position, is_time in zip(
+            names, request.positions, request.timestamp_outputs, strict=True
+        ):
+            ages: list[float | None]
+            if position < len(windows):
+                aggregator = windows[position].aggregator
+                values = [
+                    aggregator.finalize(aggregator.init()) if s is None else s[0][position]
+                    for s in states
+                ]
+                ages = [None if s is None else window_age for s in states]
+                statuses = [
+                    MISSING if s is None or v is None else known
+                    for s, v in zip(states, values, strict=True)
+                ]
             else:
-                values, times = read_values(plan, decode(blob), now)
-                known = True
-            for j, position in enumerate(request.positions):
-                value = values[position]
-                if position < n_windows:
-                    age: float | None = window_age if known else None
-                    if not known:
-                        value = _empty_window_value(plan, position)
-                else:
-                    event_time = times[position - n_windows]
-                    age = None if event_time is None else (now - event_time) / MICROS_PER_SECOND
-                if request.timestamp_outputs[j]:
-                    value = _as_datetime(value)
-                columns[j].append(value)
-                ages[j].append(age)
-                if not known or value is None or age is None:
-                    statuses[j].append(MISSING)
-                else:
-                    statuses[j].append(STALE if behind else FRESH)
-        for j, name in enumerate(names):
+                latest = position - len(windows)
+                values = [None if s is None else s[0][position] for s in states]
+                times = [None if s is None else s[1][latest] for s in states]
+                ages = [None if t is None else (now - t) / MICROS_PER_SECOND for t in times]
+                statuses = [
+                    MISSING if v is None or t is None else known
+                    for v, t in zip(values, times, strict=True)
+                ]
             response.features.append(name)
-            response.values[name] = columns[j]
-            response.statuses[name] = statuses[j]
-            response.ages[name] = ages[j]
+            response.values[name] = [_as_datetime(v) for v in values] if is_time else values
+            response.statuses[name] = statuses
+            response.ages[name] = ages
     return response
-
-
-def _empty_window_value(plan: ViewPlan, position: int) -> Any:
-    aggregator = plan.windows[position].aggregator
-    return aggregator.finalize(aggregator.init())
 
 
 def _as_datetime(value: Any) -> Any:

@@ -18,7 +18,6 @@ ignored by every function (``count`` without a field counts events). Ordering fo
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from typing import Any
 
@@ -51,6 +50,10 @@ class Aggregator:
             result = self.merge(result, partial)
         return result
 
+    def read(self, partials: list[Partial]) -> Any:
+        """The feature value of the merged partials: ``finalize(merge_all(partials))``."""
+        return self.finalize(self.merge_all(partials))
+
 
 class Count(Aggregator):
     function = Function.COUNT
@@ -67,6 +70,9 @@ class Count(Aggregator):
     def merge_all(self, partials: list[int]) -> int:
         return sum(partials)
 
+    def read(self, partials: list[int]) -> int:
+        return sum(partials)  # finalize is the identity
+
 
 class Sum(Aggregator):
     function = Function.SUM
@@ -82,6 +88,9 @@ class Sum(Aggregator):
 
     def merge_all(self, partials: list[Any]) -> Any:
         return sum(partials, self.init())
+
+    def read(self, partials: list[Any]) -> Any:
+        return sum(partials, self.init())  # finalize is the identity
 
 
 class FloatSum(Sum):
@@ -174,6 +183,9 @@ class CountDistinct(Aggregator):
     def merge_all(self, partials: list[list[Any]]) -> list[Any]:
         return list(set().union(*partials))
 
+    def read(self, partials: list[list[Any]]) -> int:
+        return len(set().union(*partials))
+
     def finalize(self, partial: list[Any]) -> int:
         return len(partial)
 
@@ -234,7 +246,10 @@ class LastN(Aggregator):
         return merged[: self.n]
 
     def merge_all(self, partials: list[list[list[Any]]]) -> list[list[Any]]:
-        return heapq.nlargest(self.n, itertools.chain.from_iterable(partials), key=_order)
+        if len(partials) == 1:
+            return partials[0]  # a partial is already the n newest, newest first
+        merged = sorted(itertools.chain.from_iterable(partials), key=_order, reverse=True)
+        return merged[: self.n]
 
     def finalize(self, partial: list[list[Any]]) -> list[Any]:
         return [entry[2] for entry in partial]

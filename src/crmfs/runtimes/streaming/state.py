@@ -9,6 +9,7 @@ State layout (a msgpack document)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -60,22 +61,51 @@ def read_values(plan: ViewPlan, state: State, now: int) -> tuple[list[Any], list
 
     Windows cover ``L < event_time <= now``; latest values older than the TTL are None.
     """
-    values: list[Any] = []
-    for g, group in enumerate(plan.hop_groups):
-        tiles = state[0][g]
-        features = group.features
-        last_tile = (now - 1) // group.hop_us
-        for i, w in enumerate(features):
-            lowest = window_lower_bound(now, w.window_us, w.hop_us) // w.hop_us
-            in_window = [partials[i] for k, partials in tiles.items() if lowest <= k <= last_tile]
-            values.append(w.aggregator.finalize(w.aggregator.merge_all(in_window)))
-    times: list[int | None] = []
-    ttl = plan.ttl_us
-    for entry in state[1]:
-        if entry is None or entry[0] > now or (ttl is not None and now - entry[0] > ttl):
-            values.append(None)
-            times.append(None)
-        else:
-            values.append(entry[2])
-            times.append(entry[0])
-    return values, times
+    return StateReader(plan, now).values(state)
+
+
+Read = Callable[[list[Any]], Any]
+
+
+class StateReader:
+    """Reads states at one time: the tile range of every window is computed once.
+
+    Features of a hop group whose windows start at the same tile share one scan of the
+    tiles; each feature then merges and finalizes its slot (``Aggregator.read``).
+    """
+
+    def __init__(self, plan: ViewPlan, now: int) -> None:
+        self.now = now
+        self._ttl = plan.ttl_us
+        # per hop group: last tile, then per first tile: (output position, slot, read)
+        self._groups: list[tuple[int, list[tuple[int, list[tuple[int, int, Read]]]]]] = []
+        position = 0
+        for group in plan.hop_groups:
+            spans: dict[int, list[tuple[int, int, Read]]] = {}
+            for w in group.features:
+                first = window_lower_bound(now, w.window_us, w.hop_us) // w.hop_us
+                spans.setdefault(first, []).append((position, w.slot, w.aggregator.read))
+                position += 1
+            self._groups.append(((now - 1) // group.hop_us, list(spans.items())))
+        self._windows = position
+        self._outputs = position + len(plan.latest)
+
+    def values(self, state: State) -> tuple[list[Any], list[int | None]]:
+        """Feature values in ``plan.output_names`` order, and each latest value's time."""
+        values: list[Any] = [None] * self._outputs
+        for (last_tile, spans), tiles in zip(self._groups, state[0], strict=True):
+            for first, features in spans:
+                in_window = [partials for k, partials in tiles.items() if first <= k <= last_tile]
+                for position, slot, read in features:
+                    values[position] = read([partials[slot] for partials in in_window])
+        now, ttl = self.now, self._ttl
+        times: list[int | None] = []
+        position = self._windows
+        for entry in state[1]:
+            if entry is None or entry[0] > now or (ttl is not None and now - entry[0] > ttl):
+                times.append(None)
+            else:
+                values[position] = entry[2]
+                times.append(entry[0])
+            position += 1
+        return values, times
