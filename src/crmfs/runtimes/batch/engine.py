@@ -9,8 +9,9 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from crmfs.definitions import EventSource
+from crmfs.definitions import EventSource, Function
 from crmfs.errors import StorageError
 from crmfs.runtimes.batch import sql
 from crmfs.runtimes.streaming.state import State, new_state
@@ -71,6 +72,10 @@ class DuckDBEngine:
 
         Only events with ``seq <= upto_seq`` count: those the online store has applied, so a
         batch committed meanwhile by another process is not counted twice.
+
+        Partials are converted a column at a time; the queries return rows ordered by key,
+        so each state is built from objects allocated side by side, which makes encoding
+        and freeing the states several times faster than in hash order.
         """
         states: dict[Any, State] = {}
         with self._events_of(plan.view.source) as db:
@@ -78,39 +83,63 @@ class DuckDBEngine:
                 query = sql.tiles_sql(
                     plan, g, group.first_live_tile(now), start_us, end_us, upto_seq
                 )
-                for row in _rows(db.sql(query).to_arrow_table()):
-                    state = states.get(row[0])
+                table = db.sql(query).to_arrow_table()
+                partials = [
+                    _partials(w.feature.function, table.column(2 + i))
+                    for i, w in enumerate(group.features)
+                ]
+                keys = table.column(0).to_pylist()
+                tiles = table.column(1).to_pylist()
+                for key, k, row in zip(keys, tiles, zip(*partials, strict=True), strict=True):
+                    state = states.get(key)
                     if state is None:
-                        state = states[row[0]] = new_state(plan)
-                    state[0][g][row[1]] = [
-                        _partial(w.feature.function.value, p)
-                        for w, p in zip(group.features, row[2:], strict=True)
-                    ]
+                        state = states[key] = new_state(plan)
+                    state[0][g][k] = list(row)
             if plan.latest:
-                for row in _rows(
-                    db.sql(sql.latest_sql(plan, start_us, end_us, upto_seq)).to_arrow_table()
-                ):
-                    state = states.get(row[0])
+                table = db.sql(sql.latest_sql(plan, start_us, end_us, upto_seq)).to_arrow_table()
+                keys = table.column(0).to_pylist()
+                latest = [_entries(table.column(1 + i)) for i in range(len(plan.latest))]
+                for key, entries in zip(keys, zip(*latest, strict=True), strict=True):
+                    state = states.get(key)
                     if state is None:
-                        state = states[row[0]] = new_state(plan)
-                    state[1] = [None if e is None else [e["t"], e["s"], e["v"]] for e in row[1:]]
+                        state = states[key] = new_state(plan)
+                    state[1] = list(entries)
         return states
 
 
-def _rows(table: pa.Table) -> Iterator[tuple[Any, ...]]:
-    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    return zip(*columns, strict=True)
+def _partials(function: Function, column: pa.ChunkedArray) -> list[Any]:
+    """SQL's partials in the algebra's representation, converted a column at a time."""
+    array = column.combine_chunks()
+    if function is Function.LAST:
+        return _entries(array)
+    if function is Function.MEAN:
+        sums = pc.struct_field(array, "s").to_pylist()
+        counts = pc.struct_field(array, "c").to_pylist()
+        return [[s, c] for s, c in zip(sums, counts, strict=True)]
+    if function is Function.LAST_N:
+        offsets = pc.list_value_length(array).to_pylist()
+        entries = _entries(pc.list_flatten(array))
+        out: list[Any] = []
+        start = 0
+        for length in offsets:
+            out.append(entries[start : start + length])
+            start += length
+        return out
+    values: list[Any] = array.to_pylist()
+    return values
 
 
-def _partial(function: str, value: Any) -> Any:
-    """SQL's partial in the algebra's representation."""
-    if function == "last":
-        return None if value is None else [value["t"], value["s"], value["v"]]
-    if function == "mean":
-        return [value["s"], value["c"]]
-    if function == "last_n":
-        return [[e["t"], e["s"], e["v"]] for e in value]
-    return value
+def _entries(column: pa.Array | pa.ChunkedArray) -> list[list[Any] | None]:
+    """``[time, seq, value]`` per row of a struct column ``{t, s, v}`` (None where null)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    times = pc.struct_field(array, "t").to_pylist()
+    seqs = pc.struct_field(array, "s").to_pylist()
+    values = pc.struct_field(array, "v").to_pylist()
+    rows: list[list[Any] | None] = [[t, s, v] for t, s, v in zip(times, seqs, values, strict=True)]
+    if array.null_count:
+        for i in pc.indices_nonzero(array.is_null()).to_pylist():
+            rows[i] = None
+    return rows
 
 
 def entity_rows(keys: Sequence[Any], times: Sequence[int]) -> pa.Table:

@@ -224,6 +224,7 @@ t AS (SELECT *, {k} AS __k FROM ev WHERE __et >= {start_us} AND __et < {end_us} 
 SELECT __key, __k, {", ".join(partials)}
 FROM t WHERE __k >= {first_tile}
 GROUP BY __key, __k
+ORDER BY __key, __k
 """.strip()
 
 
@@ -238,4 +239,5 @@ WITH ev AS ({source_events_sql(plan)})
 SELECT __key, {", ".join(columns)} FROM ev
 WHERE __et >= {start_us} AND __et < {end_us} AND __seq <= {upto_seq}
 GROUP BY __key
+ORDER BY __key
 """.strip()

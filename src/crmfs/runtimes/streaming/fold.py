@@ -16,7 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from crmfs.runtimes.streaming.state import State, decode, encode, new_state
+from crmfs.runtimes.gc_pause import gc_paused
+from crmfs.runtimes.streaming.state import State, decode, encoder, new_state
 from crmfs.storage.event_log import EVENT_TIME, SEQ
 from crmfs.storage.ports import EntityKey
 from crmfs.transform.aggregators import Partial
@@ -81,13 +82,17 @@ class ViewFold:
 
     def fold(self, events: pa.Table, now: int, read: ReadBlobs) -> dict[EntityKey, bytes]:
         """New state blobs of the entities with events in ``events`` (ingested at ``now``)."""
-        batch = self._batch(events)
+        with gc_paused():
+            return self._fold(self._batch(events), now, read)
+
+    def _fold(self, batch: _Batch, now: int, read: ReadBlobs) -> dict[EntityKey, bytes]:
         if not batch.rows_by_key:
             return {}
         keys = list(batch.rows_by_key)
         floors = [g.group.first_live_tile(now) for g in self._groups]
         out: dict[EntityKey, bytes] = {}
         plan = self.plan
+        encode = encoder()
         for key, blob in zip(keys, read(keys), strict=True):
             state = new_state(plan) if blob is None else decode(blob)
             self._apply(state, batch.rows_by_key[key], batch, floors)

@@ -27,6 +27,12 @@ def encode(state: State) -> bytes:
     return msgpack.packb(state, use_bin_type=True)
 
 
+def encoder() -> Callable[[State], bytes]:
+    """``encode`` for a batch of states: one msgpack packer reused (not thread-safe)."""
+    pack: Callable[[State], bytes] = msgpack.Packer(use_bin_type=True).pack
+    return pack
+
+
 def decode(blob: bytes) -> State:
     state: State = msgpack.unpackb(blob, raw=False, strict_map_key=False)
     return state
