@@ -44,6 +44,17 @@ class _GroupFold:
     steps: tuple[_Step, ...]
 
 
+# A hop group bound to one batch: live floor, tile of every row, partial inits,
+# (slot, update) of counts of events, (slot, column, update) of field features.
+_BoundGroup = tuple[
+    int,
+    list[int],
+    tuple[Callable[[], Partial], ...],
+    tuple[tuple[int, Update], ...],
+    tuple[tuple[int, list[Any], Update], ...],
+]
+
+
 @dataclass(frozen=True)
 class _Batch:
     """The view's events of one batch as Python columns, rows of each entity in log order."""
@@ -88,14 +99,14 @@ class ViewFold:
     def _fold(self, batch: _Batch, now: int, read: ReadBlobs) -> dict[EntityKey, bytes]:
         if not batch.rows_by_key:
             return {}
+        groups = [self._bound(g, batch, now) for g in range(len(self._groups))]
         keys = list(batch.rows_by_key)
-        floors = [g.group.first_live_tile(now) for g in self._groups]
         out: dict[EntityKey, bytes] = {}
         plan = self.plan
         encode = encoder()
         for key, blob in zip(keys, read(keys), strict=True):
             state = new_state(plan) if blob is None else decode(blob)
-            self._apply(state, batch.rows_by_key[key], batch, floors)
+            self._apply(state, batch.rows_by_key[key], batch, groups)
             out[key] = encode(state)
         return out
 
@@ -122,40 +133,45 @@ class ViewFold:
         tiles = [((time_column - 1) // g.group.hop_us).tolist() for g in self._groups]
         return _Batch(rows_by_key, columns, time_column.tolist(), events[SEQ].to_pylist(), tiles)
 
-    def _apply(self, state: State, rows: Sequence[int], batch: _Batch, floors: list[int]) -> None:
+    def _bound(self, g: int, batch: _Batch, now: int) -> _BoundGroup:
+        """A hop group's steps bound to this batch's columns."""
+        fold = self._groups[g]
+        counts = tuple((s.slot, s.update) for s in fold.steps if s.column is None)
+        valued = tuple(
+            (s.slot, batch.columns[s.column], s.update) for s in fold.steps if s.column is not None
+        )
+        return fold.group.first_live_tile(now), batch.tiles[g], fold.inits, counts, valued
+
+    def _apply(
+        self, state: State, rows: Sequence[int], batch: _Batch, groups: list[_BoundGroup]
+    ) -> None:
         """Fold the entity's ``rows`` of ``batch`` into its state, in place."""
-        times, seqs, columns = batch.times, batch.seqs, batch.columns
-        tiles_by_group = state[0]
-        for g, fold in enumerate(self._groups):
-            floor = floors[g]
-            tile_of_row = batch.tiles[g]
-            tiles: dict[int, list[Partial]] = tiles_by_group[g]
+        times, seqs = batch.times, batch.seqs
+        for (floor, tile_of_row, inits, counts, valued), tiles in zip(
+            groups, state[0], strict=True
+        ):
             for i in rows:
                 k = tile_of_row[i]
                 if k < floor:
                     continue  # late: no read at or after ``now`` reaches this tile
                 partials = tiles.get(k)
                 if partials is None:
-                    partials = tiles[k] = [init() for init in fold.inits]
-                for step in fold.steps:
-                    if step.column is None:
-                        partials[step.slot] = step.update(
-                            partials[step.slot], None, times[i], seqs[i]
-                        )
-                    else:
-                        value = columns[step.column][i]
-                        if value is not None:
-                            partials[step.slot] = step.update(
-                                partials[step.slot], value, times[i], seqs[i]
-                            )
+                    partials = tiles[k] = [init() for init in inits]
+                t, s = times[i], seqs[i]
+                for slot, update in counts:
+                    partials[slot] = update(partials[slot], None, t, s)
+                for slot, values, update in valued:
+                    value = values[i]
+                    if value is not None:
+                        partials[slot] = update(partials[slot], value, t, s)
             if tiles and min(tiles) < floor:
                 for k in [k for k in tiles if k < floor]:
                     del tiles[k]
         if self._latest_columns:
-            newest = max(rows, key=lambda i: (times[i], seqs[i]))
+            newest = rows[-1] if len(rows) == 1 else max(rows, key=lambda i: (times[i], seqs[i]))
             order = (times[newest], seqs[newest])
             latest = state[1]
             for j, column in enumerate(self._latest_columns):
                 current = latest[j]
                 if current is None or order > (current[0], current[1]):
-                    latest[j] = [order[0], order[1], columns[column][newest]]
+                    latest[j] = [order[0], order[1], batch.columns[column][newest]]
