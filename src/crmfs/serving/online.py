@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmfs.definitions import FieldType
-from crmfs.runtimes.streaming.state import StateReader, decode
+from crmfs.runtimes.streaming.state import StateReader, decode_frozen
 from crmfs.storage.ports import EntityKey, OnlineStore
 from crmfs.timestamps import MICROS_PER_SECOND, from_micros
 from crmfs.transform.plan import ViewPlan
@@ -90,7 +90,7 @@ def read_online(
         windows = plan.windows
         reader = StateReader(plan, now)
         states = [
-            None if blob is None else reader.values(decode(blob))
+            None if blob is None else reader.values(decode_frozen(blob))
             for blob in online.read(plan.table, keys)
         ]
         for name, position, is_time in zip(

@@ -9,7 +9,7 @@ State layout (a msgpack document)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -36,6 +36,11 @@ def encoder() -> Callable[[State], bytes]:
 def decode(blob: bytes) -> State:
     state: State = msgpack.unpackb(blob, raw=False, strict_map_key=False)
     return state
+
+
+def decode_frozen(blob: bytes) -> Any:
+    """A state to read, not to update: tuples instead of lists, which are cheaper to build."""
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False, use_list=False)
 
 
 def merge_states(plan: ViewPlan, a: State, b: State) -> State:
@@ -83,8 +88,9 @@ class StateReader:
     def __init__(self, plan: ViewPlan, now: int) -> None:
         self.now = now
         self._ttl = plan.ttl_us
-        # per hop group: last tile, then per first tile: (output position, slot, read)
-        self._groups: list[tuple[int, list[tuple[int, list[tuple[int, int, Read]]]]]] = []
+        # per hop group: last tile, the highest first tile of its windows, then per first
+        # tile: (output position, slot, read) of the features whose window starts there
+        self._groups: list[tuple[int, int, list[tuple[int, list[tuple[int, int, Read]]]]]] = []
         position = 0
         for group in plan.hop_groups:
             spans: dict[int, list[tuple[int, int, Read]]] = {}
@@ -92,16 +98,25 @@ class StateReader:
                 first = window_lower_bound(now, w.window_us, w.hop_us) // w.hop_us
                 spans.setdefault(first, []).append((position, w.slot, w.aggregator.read))
                 position += 1
-            self._groups.append(((now - 1) // group.hop_us, list(spans.items())))
+            self._groups.append(((now - 1) // group.hop_us, max(spans), list(spans.items())))
         self._windows = position
         self._outputs = position + len(plan.latest)
 
-    def values(self, state: State) -> tuple[list[Any], list[int | None]]:
-        """Feature values in ``plan.output_names`` order, and each latest value's time."""
+    def values(self, state: Sequence[Any]) -> tuple[list[Any], list[int | None]]:
+        """Feature values in ``plan.output_names`` order, and each latest value's time.
+
+        ``state`` may come from ``decode`` or ``decode_frozen``.
+        """
         values: list[Any] = [None] * self._outputs
-        for (last_tile, spans), tiles in zip(self._groups, state[0], strict=True):
+        for (last_tile, narrowest, spans), tiles in zip(self._groups, state[0], strict=True):
+            # Usually every tile is in every window of the group: no need to look at each.
+            every = not tiles or (min(tiles) >= narrowest and max(tiles) <= last_tile)
             for first, features in spans:
-                in_window = [partials for k, partials in tiles.items() if first <= k <= last_tile]
+                in_window = (
+                    list(tiles.values())
+                    if every
+                    else [p for k, p in tiles.items() if first <= k <= last_tile]
+                )
                 for position, slot, read in features:
                     values[position] = read([partials[slot] for partials in in_window])
         now, ttl = self.now, self._ttl
