@@ -19,6 +19,8 @@ ignored by every function (``count`` without a field counts events). Ordering fo
 from __future__ import annotations
 
 import itertools
+import operator
+from collections.abc import Callable
 from typing import Any
 
 from crmfs.definitions import Function
@@ -113,7 +115,7 @@ class Mean(Aggregator):
         return [a[0] + b[0], a[1] + b[1]]
 
     def merge_all(self, partials: list[list[Any]]) -> list[Any]:
-        return [sum(p[0] for p in partials), sum(p[1] for p in partials)]
+        return [sum(map(_first, partials)), sum(map(_second, partials))]
 
     def finalize(self, partial: list[Any]) -> float | None:
         total, count = partial
@@ -255,8 +257,10 @@ class LastN(Aggregator):
         return [entry[2] for entry in partial]
 
 
-def _order(entry: list[Any]) -> tuple[int, int]:
-    return (entry[0], entry[1])
+# (event_time, seq) of an entry ``[time, seq, value]``: later events, then later ingested.
+_order: Callable[[list[Any]], tuple[int, int]] = operator.itemgetter(0, 1)
+_first: Callable[[list[Any]], Any] = operator.itemgetter(0)
+_second: Callable[[list[Any]], Any] = operator.itemgetter(1)
 
 
 def _newest_first(entry: list[Any]) -> tuple[int, int]:

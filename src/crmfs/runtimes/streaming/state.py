@@ -9,7 +9,9 @@ State layout (a msgpack document)::
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -76,49 +78,64 @@ def read_values(plan: ViewPlan, state: State, now: int) -> tuple[list[Any], list
 
 
 Read = Callable[[list[Any]], Any]
+Slot = Callable[[Sequence[Any]], Any]
 
 
 class StateReader:
     """Reads states at one time: the tile range of every window is computed once.
 
     Features of a hop group whose windows start at the same tile share one scan of the
-    tiles; each feature then merges and finalizes its slot (``Aggregator.read``).
+    tiles; each feature then merges and finalizes its slot (``Aggregator.read``). A group
+    without tiles gives every feature its empty-window value, prepared once.
     """
 
     def __init__(self, plan: ViewPlan, now: int) -> None:
         self.now = now
         self._ttl = plan.ttl_us
-        # per hop group: last tile, the highest first tile of its windows, then per first
-        # tile: (output position, slot, read) of the features whose window starts there
-        self._groups: list[tuple[int, int, list[tuple[int, list[tuple[int, int, Read]]]]]] = []
+        self._groups: list[_GroupReader] = []
+        self._empty: list[Any] = []  # empty-window values, None where built per read
         position = 0
         for group in plan.hop_groups:
-            spans: dict[int, list[tuple[int, int, Read]]] = {}
+            spans: dict[int, list[tuple[int, Slot, Read]]] = {}
+            fresh: list[tuple[int, Read]] = []
             for w in group.features:
                 first = window_lower_bound(now, w.window_us, w.hop_us) // w.hop_us
-                spans.setdefault(first, []).append((position, w.slot, w.aggregator.read))
+                read = w.aggregator.read
+                spans.setdefault(first, []).append((position, operator.itemgetter(w.slot), read))
+                empty = read([])
+                if isinstance(empty, list):
+                    fresh.append((position, read))  # each row gets its own list
+                    empty = None
+                self._empty.append(empty)
                 position += 1
-            self._groups.append(((now - 1) // group.hop_us, max(spans), list(spans.items())))
+            self._groups.append(
+                _GroupReader((now - 1) // group.hop_us, max(spans), list(spans.items()), fresh)
+            )
         self._windows = position
-        self._outputs = position + len(plan.latest)
+        self._empty += [None] * len(plan.latest)
 
     def values(self, state: Sequence[Any]) -> tuple[list[Any], list[int | None]]:
         """Feature values in ``plan.output_names`` order, and each latest value's time.
 
         ``state`` may come from ``decode`` or ``decode_frozen``.
         """
-        values: list[Any] = [None] * self._outputs
-        for (last_tile, narrowest, spans), tiles in zip(self._groups, state[0], strict=True):
+        values = self._empty.copy()
+        for group, tiles in zip(self._groups, state[0], strict=True):
+            if not tiles:
+                for position, read in group.fresh_empties:
+                    values[position] = read([])
+                continue
+            last_tile = group.last_tile
             # Usually every tile is in every window of the group: no need to look at each.
-            every = not tiles or (min(tiles) >= narrowest and max(tiles) <= last_tile)
-            for first, features in spans:
+            every = min(tiles) >= group.narrowest_first and max(tiles) <= last_tile
+            for first, features in group.spans:
                 in_window = (
                     list(tiles.values())
                     if every
                     else [p for k, p in tiles.items() if first <= k <= last_tile]
                 )
-                for position, slot, read in features:
-                    values[position] = read([partials[slot] for partials in in_window])
+                for position, slot_of, read in features:
+                    values[position] = read(list(map(slot_of, in_window)))
         now, ttl = self.now, self._ttl
         times: list[int | None] = []
         position = self._windows
@@ -130,3 +147,13 @@ class StateReader:
                 times.append(entry[0])
             position += 1
         return values, times
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupReader:
+    """A hop group read at one time."""
+
+    last_tile: int
+    narrowest_first: int  # the highest first tile of the group's windows
+    spans: list[tuple[int, list[tuple[int, Slot, Read]]]]  # first tile: (position, slot, read)
+    fresh_empties: list[tuple[int, Read]]  # features whose empty value is a new list
