@@ -47,3 +47,11 @@ def test_rows_of_the_shared_table_of_earlier_versions_are_moved(tmp_path: Path) 
     store = SqliteOnlineStore(tmp_path / "online.db")
     assert store.tables() == {"a__v1": 1, "b__v2": 1}
     assert store.read("b__v2", [7]) == [b"2"]
+
+
+def test_the_cache_stays_within_its_budget(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "online.db", cache_bytes=10_000)
+    store.write({"t": dict.fromkeys(range(100), b"x" * 50)}, Watermark(1, 1))
+    assert store.read("t", list(range(1000, 1200))) == [None] * 200  # unknown keys
+    assert store.read("t", [5]) == [b"x" * 50]
+    assert store._cached_bytes <= 10_000

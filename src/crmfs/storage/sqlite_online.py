@@ -29,6 +29,7 @@ _MAX_PARAMS = 30_000  # below SQLite's default limit of 32,766 bound parameters
 _PAGE_CACHE_KIB = 65_536
 _CHECKPOINT_PAGES = 10_000  # 40 MB of WAL: pages rewritten by several batches are copied once
 _BLOB_CACHE_BYTES = 256 * 1024 * 1024
+_ENTRY_BYTES = 100  # a cache entry's own size, roughly: key, dict slot, bytes header
 _ABSENT = b""  # cached: the key has no state (real blobs are never empty)
 
 BlobCache = dict[str, dict[EntityKey, bytes]]
@@ -81,6 +82,7 @@ class SqliteOnlineStore:
 
     def _remember(self, table: str, rows: Mapping[EntityKey, bytes]) -> None:
         self._cached_bytes += sum(len(blob) for blob in rows.values())
+        self._cached_bytes += _ENTRY_BYTES * len(rows)  # absent keys count too
         if self._cached_bytes > self._cache_limit:
             self._cache = {}  # over budget: start again rather than track recency
             self._cached_bytes = 0
