@@ -117,6 +117,9 @@ class Mean(Aggregator):
     def merge_all(self, partials: list[list[Any]]) -> list[Any]:
         return [sum(map(_first, partials)), sum(map(_second, partials))]
 
+    def read(self, partials: list[list[Any]]) -> float | None:
+        return self.finalize(self.merge_all(partials)) if partials else None
+
     def finalize(self, partial: list[Any]) -> float | None:
         total, count = partial
         # float(total) first: the SQL side divides a double by a count, so must we.
@@ -252,6 +255,9 @@ class LastN(Aggregator):
             return partials[0]  # a partial is already the n newest, newest first
         merged = sorted(itertools.chain.from_iterable(partials), key=_order, reverse=True)
         return merged[: self.n]
+
+    def read(self, partials: list[list[list[Any]]]) -> list[Any]:
+        return [entry[2] for entry in self.merge_all(partials)]
 
     def finalize(self, partial: list[list[Any]]) -> list[Any]:
         return [entry[2] for entry in partial]
