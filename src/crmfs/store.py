@@ -19,7 +19,7 @@ from crmfs.runtimes.batch.engine import DuckDBEngine
 from crmfs.runtimes.gc_pause import gc_paused
 from crmfs.runtimes.streaming.processor import StreamProcessor
 from crmfs.runtimes.streaming.state import encoder
-from crmfs.serving.online import OnlineResponse, feature_request, read_online
+from crmfs.serving.online import FeatureRequest, OnlineResponse, feature_request, read_online
 from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
 from crmfs.storage.ports import EntityKey, WatermarkMoved
 from crmfs.storage.sqlite_online import SqliteOnlineStore
@@ -29,6 +29,7 @@ from crmfs.transform.plan import ViewPlan, plan_view
 
 Clock = Callable[[], int]
 FeatureSelection = Sequence[str] | str | FeatureService
+_MAX_CACHED_REQUESTS = 256  # feature selections whose compiled online requests are kept
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class FeatureStore:
         )
         self.clock: Clock = clock or now_micros
         self._plans: dict[str, ViewPlan] | None = None
+        self._requests: dict[str | tuple[str, ...], list[tuple[FeatureRequest, list[str]]]] = {}
         self._pipeline: IngestionPipeline | None = None
 
     # -- definitions -----------------------------------------------------------------
@@ -92,6 +94,7 @@ class FeatureStore:
         changes = self.registry.apply(self.catalog, self.clock())
         self._plans = None
         self._pipeline = None
+        self._requests.clear()
         for change in changes:
             if change.kind != "FeatureView":
                 continue
@@ -204,10 +207,10 @@ class FeatureStore:
         now: datetime | None = None,
     ) -> OnlineResponse:
         """Features of each entity row now (or at ``now``), each with its status and age."""
-        groups = self.resolve_features(features)
         rows = [dict(row) for row in entity_rows]
         requests, keys, labels = [], [], []
-        for plan, names, refs in groups:
+        for request, refs in self._online_requests(features):
+            plan = request.plan
             join_key = plan.view.entity.join_key
             try:
                 keys.append([_entity_key(row[join_key], plan) for row in rows])
@@ -215,10 +218,29 @@ class FeatureStore:
                 raise ConfigError(
                     f"entity row lacks {join_key!r}, needed by feature view {plan.view.name!r}"
                 ) from None
-            requests.append(feature_request(plan, names))
+            requests.append(request)
             labels.append(refs)
         at = self.clock() if now is None else to_micros(now)
         return read_online(self.online, requests, keys, rows, labels, at)
+
+    def _online_requests(
+        self, features: FeatureSelection
+    ) -> list[tuple[FeatureRequest, list[str]]]:
+        """The compiled requests of a selection, kept for the next call with the same one."""
+        key = None if isinstance(features, FeatureService) else features
+        if not isinstance(key, str) and key is not None:
+            key = tuple(key)
+        cached = self._requests.get(key) if key is not None else None
+        if cached is None:
+            cached = [
+                (feature_request(plan, names), refs)
+                for plan, names, refs in self.resolve_features(features)
+            ]
+            if key is not None:
+                if len(self._requests) >= _MAX_CACHED_REQUESTS:
+                    self._requests.clear()
+                self._requests[key] = cached
+        return cached
 
     def get_historical_features(
         self,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmfs.definitions import FieldType
-from crmfs.runtimes.streaming.state import StateReader, decode_frozen
+from crmfs.runtimes.streaming.state import ReadPlan, StateReader, decode_frozen
 from crmfs.storage.ports import EntityKey, OnlineStore
 from crmfs.timestamps import MICROS_PER_SECOND, from_micros
 from crmfs.transform.plan import ViewPlan
@@ -35,6 +35,7 @@ class FeatureRequest:
     names: list[str]
     positions: list[int]
     timestamp_outputs: list[bool]
+    read_plan: ReadPlan
 
 
 @dataclass
@@ -88,7 +89,7 @@ def read_online(
         known = STALE if sla is not None and lag > sla * MICROS_PER_SECOND else FRESH
         window_age = max(0, lag) / MICROS_PER_SECOND
         windows = plan.windows
-        reader = StateReader(plan, now)
+        reader = StateReader(request.read_plan, now)
         states = [
             None if blob is None else reader.values(decode_frozen(blob))
             for blob in online.read(plan.table, keys)
@@ -143,4 +144,5 @@ def feature_request(plan: ViewPlan, names: Sequence[str]) -> FeatureRequest:
         list(names),
         [outputs.index(n) for n in names],
         [output_types[n] is FieldType.TIMESTAMP for n in names],
+        ReadPlan(plan),
     )

@@ -74,45 +74,62 @@ def read_values(plan: ViewPlan, state: State, now: int) -> tuple[list[Any], list
 
     Windows cover ``L < event_time <= now``; latest values older than the TTL are None.
     """
-    return StateReader(plan, now).values(state)
+    return StateReader(ReadPlan(plan), now).values(state)
 
 
 Read = Callable[[list[Any]], Any]
 Slot = Callable[[Sequence[Any]], Any]
+_Feature = tuple[int, Slot, Read]  # output position, slot getter, read
+
+
+class ReadPlan:
+    """What reading a view's states needs that does not depend on the time, built once.
+
+    Features of a hop group with the same window share one scan of the tiles; each then
+    merges and finalizes its slot (``Aggregator.read``). Empty-window values are prepared
+    here, except new lists (``last_n``), which every row gets its own of.
+    """
+
+    def __init__(self, plan: ViewPlan) -> None:
+        self.ttl = plan.ttl_us
+        self.empty: list[Any] = []  # per output: empty-window value, None where built per read
+        # per hop group: hop, then per window length its features, then the fresh empties
+        self.groups: list[tuple[int, list[tuple[int, list[_Feature]]], list[tuple[int, Read]]]]
+        self.groups = []
+        for group in plan.hop_groups:
+            by_window: dict[int, list[_Feature]] = {}
+            fresh: list[tuple[int, Read]] = []
+            for w in group.features:
+                position = len(self.empty)
+                read = w.aggregator.read
+                slot_of = operator.itemgetter(w.slot)
+                by_window.setdefault(w.window_us, []).append((position, slot_of, read))
+                empty = read([])
+                if isinstance(empty, list):
+                    fresh.append((position, read))
+                    empty = None
+                self.empty.append(empty)
+            self.groups.append((group.hop_us, list(by_window.items()), fresh))
+        self.windows = len(self.empty)
+        self.empty += [None] * len(plan.latest)
 
 
 class StateReader:
-    """Reads states at one time: the tile range of every window is computed once.
+    """Reads states at one time: the tile range of every window is computed once."""
 
-    Features of a hop group whose windows start at the same tile share one scan of the
-    tiles; each feature then merges and finalizes its slot (``Aggregator.read``). A group
-    without tiles gives every feature its empty-window value, prepared once.
-    """
-
-    def __init__(self, plan: ViewPlan, now: int) -> None:
+    def __init__(self, read_plan: ReadPlan, now: int) -> None:
         self.now = now
-        self._ttl = plan.ttl_us
+        self._ttl = read_plan.ttl
+        self._empty = read_plan.empty
+        self._windows = read_plan.windows
         self._groups: list[_GroupReader] = []
-        self._empty: list[Any] = []  # empty-window values, None where built per read
-        position = 0
-        for group in plan.hop_groups:
-            spans: dict[int, list[tuple[int, Slot, Read]]] = {}
-            fresh: list[tuple[int, Read]] = []
-            for w in group.features:
-                first = window_lower_bound(now, w.window_us, w.hop_us) // w.hop_us
-                read = w.aggregator.read
-                spans.setdefault(first, []).append((position, operator.itemgetter(w.slot), read))
-                empty = read([])
-                if isinstance(empty, list):
-                    fresh.append((position, read))  # each row gets its own list
-                    empty = None
-                self._empty.append(empty)
-                position += 1
-            self._groups.append(
-                _GroupReader((now - 1) // group.hop_us, max(spans), list(spans.items()), fresh)
-            )
-        self._windows = position
-        self._empty += [None] * len(plan.latest)
+        for hop, by_window, fresh in read_plan.groups:
+            spans = [
+                (window_lower_bound(now, window, hop) // hop, features)
+                for window, features in by_window
+            ]
+            narrowest = max(first for first, _ in spans)
+            self._groups.append(_GroupReader((now - 1) // hop, narrowest, spans, fresh))
 
     def values(self, state: Sequence[Any]) -> tuple[list[Any], list[int | None]]:
         """Feature values in ``plan.output_names`` order, and each latest value's time.
@@ -155,5 +172,5 @@ class _GroupReader:
 
     last_tile: int
     narrowest_first: int  # the highest first tile of the group's windows
-    spans: list[tuple[int, list[tuple[int, Slot, Read]]]]  # first tile: (position, slot, read)
+    spans: list[tuple[int, list[_Feature]]]  # a window's first tile, and its features
     fresh_empties: list[tuple[int, Read]]  # features whose empty value is a new list
