@@ -237,8 +237,11 @@ class LastN(Aggregator):
     def update(self, partial: list[list[Any]], value: Any, time: int, seq: int) -> list[list[Any]]:
         if len(partial) >= self.n and (time, seq) <= (partial[-1][0], partial[-1][1]):
             return partial
-        partial.append([time, seq, value])
-        partial.sort(key=_newest_first)
+        if not partial or (time, seq) > (partial[0][0], partial[0][1]):
+            partial.insert(0, [time, seq, value])  # the usual case: the newest so far
+        else:
+            partial.append([time, seq, value])
+            partial.sort(key=_newest_first)
         del partial[self.n :]
         return partial
 
