@@ -86,7 +86,7 @@ def read_online(
     for request, keys, names in zip(requests, keys_per_request, labels, strict=True):
         plan = request.plan
         sla = plan.view.sla_seconds
-        known = STALE if sla is not None and lag > sla * MICROS_PER_SECOND else FRESH
+        status = STALE if sla is not None and lag > sla * MICROS_PER_SECOND else FRESH
         window_age = max(0, lag) / MICROS_PER_SECOND
         windows = plan.windows
         reader = StateReader(request.read_plan, now)
@@ -106,7 +106,7 @@ def read_online(
                 ]
                 ages = [None if s is None else window_age for s in states]
                 statuses = [
-                    MISSING if s is None or v is None else known
+                    MISSING if s is None or v is None else status
                     for s, v in zip(states, values, strict=True)
                 ]
             else:
@@ -115,7 +115,7 @@ def read_online(
                 times = [None if s is None else s[1][latest] for s in states]
                 ages = [None if t is None else (now - t) / MICROS_PER_SECOND for t in times]
                 statuses = [
-                    MISSING if v is None or t is None else known
+                    MISSING if v is None or t is None else status
                     for v, t in zip(values, times, strict=True)
                 ]
             response.features.append(name)
