@@ -213,7 +213,8 @@ class FeatureStore:
             plan = request.plan
             join_key = plan.view.entity.join_key
             try:
-                keys.append([_entity_key(row[join_key], plan) for row in rows])
+                as_key = _key_type(plan)
+                keys.append([as_key(row[join_key]) for row in rows])
             except KeyError:
                 raise ConfigError(
                     f"entity row lacks {join_key!r}, needed by feature view {plan.view.name!r}"
@@ -295,7 +296,5 @@ class FeatureStore:
         self.registry.close()
 
 
-def _entity_key(value: Any, plan: ViewPlan) -> EntityKey:
-    if plan.view.entity.dtype.value == "int":
-        return int(value)
-    return str(value)
+def _key_type(plan: ViewPlan) -> Callable[[Any], EntityKey]:
+    return int if plan.view.entity.dtype.value == "int" else str

@@ -94,11 +94,16 @@ def read_online(
             None if blob is None else reader.values(decode_frozen(blob))
             for blob in online.read(plan.table, keys)
         ]
+        all_known = None not in states  # the usual case, with shorter loops below
         for name, position, is_time in zip(
             names, request.positions, request.timestamp_outputs, strict=True
         ):
             ages: list[float | None]
-            if position < len(windows):
+            if position < len(windows) and all_known:
+                values = [s[0][position] for s in states]  # type: ignore[index]
+                ages = [window_age] * len(states)
+                statuses = [MISSING if v is None else status for v in values]
+            elif position < len(windows):
                 aggregator = windows[position].aggregator
                 values = [
                     aggregator.finalize(aggregator.init()) if s is None else s[0][position]
