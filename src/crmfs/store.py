@@ -87,7 +87,7 @@ class FeatureStore:
 
     def apply(self) -> list[Change]:
         """Register the definitions; views with new versions are rebuilt from the log."""
-        old_plans = self._applied_plans(strict=False)
+        before = self.registry.applied()
         changes = self.registry.apply(self.catalog, self.clock())
         self._plans = None
         self._pipeline = None
@@ -96,24 +96,28 @@ class FeatureStore:
                 continue
             if change.change in (ChangeKind.ADD, ChangeKind.VALUES):
                 self.materialize(views=[change.name])
-            old = old_plans.get(change.name)
+            old = before.get((change.kind, change.name))
             if old is not None and change.change in (ChangeKind.VALUES, ChangeKind.REMOVE):
-                self.online.drop_table(old.table)
+                # The old version's definition may be gone from the code (a removal),
+                # so its table is named from the registry's record, not from a plan.
+                self.online.drop_table(_online_table(change.name, old.version))
         return changes
 
     def _applied_plans(self, strict: bool) -> dict[str, ViewPlan]:
         applied = self.registry.applied()
         plans: dict[str, ViewPlan] = {}
-        pending = []
-        for view in self.catalog.views.values():
+        pending: list[str] = []
+        for view in sorted(self.catalog.views.values(), key=lambda v: v.name):
             current = applied.get(("FeatureView", view.name))
-            if current is None or current.value_fp != fingerprint(view.value_spec()):
-                pending.append(view.name)
-                continue
-            plans[view.name] = plan_view(view, current.version)
+            if current is None:
+                pending.append(f"{view.name!r} (new, not applied)")
+            elif current.value_fp != fingerprint(view.value_spec()):
+                pending.append(f"{view.name!r} (values changed since v{current.version})")
+            else:
+                plans[view.name] = plan_view(view, current.version)
         if strict and pending:
             raise RegistryError(
-                f"feature views changed or new since the last apply: {', '.join(sorted(pending))};"
+                f"feature views differ from the registry: {', '.join(pending)};"
                 " run `crmfs plan` and `crmfs apply`"
             )
         return plans
@@ -267,6 +271,11 @@ class FeatureStore:
         self.log.close()
         self.online.close()
         self.registry.close()
+
+
+def _online_table(view: str, version: int) -> str:
+    """The online table of a view version; the same name as ``ViewPlan.table``."""
+    return f"{view}__v{version}"
 
 
 def _entity_key(value: Any, plan: ViewPlan) -> EntityKey:
