@@ -36,6 +36,9 @@ class IngestReport:
             self.reasons[reason] = self.reasons.get(reason, 0) + count
 
 
+UNPARSABLE = "unparsable"
+
+
 class IngestionPipeline:
     """Validates, resolves identity, appends to the log and updates the online store."""
 
@@ -88,9 +91,8 @@ class IngestionPipeline:
             quarantined=result.quarantined,
         )
         for r in rejected:
-            report.reasons[r.reason.split(":")[0]] = (
-                report.reasons.get(r.reason.split(":")[0], 0) + 1
-            )
+            key = r.field or UNPARSABLE  # by field; records that could not be read at all apart
+            report.reasons[key] = report.reasons.get(key, 0) + 1
         return report
 
 

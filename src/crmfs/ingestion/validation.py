@@ -152,8 +152,12 @@ def _to_int(value: Any, tz: str | None) -> int:
         try:
             return int(text)
         except ValueError:
-            # "3.0" is an int written as a float (mixed-type input is read as text).
-            return _to_int(float(text), tz)
+            pass
+        try:
+            number = float(text)  # "3.0" is an int written as a float (mixed input is text)
+        except ValueError:
+            raise ValueError("not a number") from None
+        return _to_int(number, tz)
     raise TypeError(f"expected an int, got {type(value).__name__}")
 
 
