@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,7 +27,8 @@ def to_table(records: Records) -> pa.Table:
     if isinstance(records, pa.RecordBatch):
         return pa.Table.from_batches([records])
     if type(records).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(records, preserve_index=False)
+        table = pa.Table.from_pandas(records, preserve_index=False)
+        return _separate_naive_and_aware(table, lambda name: records[name].tolist())
     if isinstance(records, Mapping | str | bytes):
         raise IngestError("records must be a list of dicts, a pandas DataFrame or an Arrow table")
     rows = list(records)
@@ -34,9 +36,42 @@ def to_table(records: Records) -> pa.Table:
         if not isinstance(row, Mapping):
             raise IngestError(f"record {i} is a {type(row).__name__}, not a dict")
     try:
-        return pa.Table.from_pylist(rows)
+        table = pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return _mixed_types_table(rows)
+        table = _mixed_types_table(rows)
+    return _separate_naive_and_aware(table, lambda name: [row.get(name) for row in rows])
+
+
+def _separate_naive_and_aware(table: pa.Table, values_of: Callable[[str], list[Any]]) -> pa.Table:
+    """Timestamp columns mixing naive and aware datetimes become ISO text.
+
+    Arrow gives a whole column the timezone (or none) of its first value: naive values after
+    an aware one would be read as in that zone, aware ones after a naive one would lose their
+    offset. As text, validation decides value by value: naive values take the source's
+    timezone (or are rejected), aware ones are converted to UTC.
+    """
+    for index, name in enumerate(table.column_names):
+        if not pa.types.is_timestamp(table.schema.field(index).type):
+            continue
+        values = values_of(name)
+        if not _mixes_naive_and_aware(values):
+            continue
+        text = [v.isoformat() if isinstance(v, datetime) and v == v else None for v in values]
+        table = table.set_column(index, name, pa.array(text, pa.string()))
+    return table
+
+
+def _mixes_naive_and_aware(values: list[Any]) -> bool:
+    naive = aware = False
+    for value in values:
+        if isinstance(value, datetime) and value == value:  # pandas' NaT is a datetime
+            if value.utcoffset() is None:
+                naive = True
+            else:
+                aware = True
+            if naive and aware:
+                return True
+    return False
 
 
 def _mixed_types_table(rows: list[Mapping[str, Any]]) -> pa.Table:
