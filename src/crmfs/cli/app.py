@@ -110,6 +110,8 @@ def ingest(
         f"{report.received:,} received, {report.accepted:,} accepted, "
         f"{report.duplicates:,} duplicates, {report.quarantined:,} quarantined"
     )
+    if report.already_quarantined:
+        console.print(f"{report.already_quarantined:,} of them were already in the quarantine")
     if report.quarantined:
         console.print("see them with: crmfs quarantine")
 

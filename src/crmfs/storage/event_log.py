@@ -15,6 +15,7 @@ event is recognised and dropped, also across crashes and retries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -51,6 +52,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
 ) STRICT;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
 """
+# Added after the first release: logs created before it get the column on open.
+_QUARANTINE_KEY = """
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_once ON quarantine (source, dedup_key);
+"""
 _COMPACT_AFTER = 48  # segments of one source before small ones are merged
 _SMALL_SEGMENT = 50_000
 _ID_CHUNK = 900  # below SQLite's default limit of bound parameters
@@ -63,6 +68,17 @@ class Rejected:
     field: str | None
     reason: str
     record: dict[str, Any]
+    event_id: Any = None  # the record's event id, when it has a usable one
+
+    def dedup_key(self) -> str:
+        """Same key, same rejection: by (event id, reason), else by (whole record, reason)."""
+        basis = (
+            ["id", self.event_id, self.reason]
+            if self.event_id is not None
+            else ["record", self.record, self.reason]
+        )
+        text = json.dumps(basis, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,7 @@ class AppendResult:
     duplicates: int
     quarantined: int
     ingested_at: int
+    already_quarantined: int = 0  # of ``quarantined``: rejected before, not stored again
 
 
 class EventLog:
@@ -100,6 +117,10 @@ class EventLog:
             self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged batch survives a crash
             self._db.execute("PRAGMA busy_timeout=60000")
             self._db.executescript(_SCHEMA)
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(quarantine)")]
+            if "dedup_key" not in columns:
+                self._db.execute("ALTER TABLE quarantine ADD COLUMN dedup_key TEXT")
+            self._db.executescript(_QUARANTINE_KEY)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the event log at {root}: {exc}") from exc
         self._lock = threading.Lock()
@@ -155,17 +176,27 @@ class EventLog:
                 )
                 self._set_counter(db, "seq", last_seq + count)
                 self._set_counter(db, "ingested_at", ingested_at)
-            db.executemany(
-                "INSERT INTO quarantine (source, quarantined_at, field, reason, record)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    (source, now, r.field, r.reason, json.dumps(r.record, default=str))
-                    for r in rejected
-                ),
-            )
+            stored = self._quarantine(db, source, rejected, now)
         if count:
             self._maybe_compact(source)
-        return AppendResult(accepted, duplicates, len(rejected), ingested_at)
+        return AppendResult(
+            accepted, duplicates, len(rejected), ingested_at, len(rejected) - stored
+        )
+
+    def _quarantine(
+        self, db: sqlite3.Connection, source: str, rejected: Sequence[Rejected], now: int
+    ) -> int:
+        """Store rejected records not already quarantined; returns how many were new."""
+        before = db.total_changes
+        db.executemany(
+            "INSERT OR IGNORE INTO quarantine"
+            " (source, quarantined_at, field, reason, record, dedup_key) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (source, now, r.field, r.reason, json.dumps(r.record, default=str), r.dedup_key())
+                for r in rejected
+            ),
+        )
+        return db.total_changes - before
 
     def _new_rows(self, db: sqlite3.Connection, source: str, event_ids: Sequence[Any]) -> list[int]:
         """Row positions of events not seen before (first occurrence within the batch)."""
