@@ -14,6 +14,7 @@ import yaml
 
 from crmfs.definitions import Catalog
 from crmfs.errors import ConfigError, CrmfsError, DefinitionError
+from crmfs.timestamps import parse_duration
 
 PROJECT_FILE = "crmfs.yaml"
 
@@ -29,6 +30,7 @@ class ProjectConfig:
     online_store: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
     registry: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
     batch_engine: dict[str, Any] = field(default_factory=lambda: {"type": "duckdb"})
+    compaction_grace_s: int | None = None  # event_log.compaction_grace; None: the log's default
 
     @classmethod
     def load(cls, root: Path) -> ProjectConfig:
@@ -62,10 +64,39 @@ class ProjectConfig:
             online_store=_adapter(path, "online_store", raw.get("online_store"), ONLINE_STORES),
             registry=_adapter(path, "registry", raw.get("registry"), REGISTRIES),
             batch_engine=_adapter(path, "batch_engine", raw.get("batch_engine"), BATCH_ENGINES),
+            compaction_grace_s=_event_log(path, raw.get("event_log")),
         )
 
 
-_KEYS = ("project", "definitions", "data_dir", "online_store", "registry", "batch_engine")
+_KEYS = (
+    "project",
+    "definitions",
+    "data_dir",
+    "online_store",
+    "registry",
+    "batch_engine",
+    "event_log",
+)
+
+
+def _event_log(path: Path, value: object) -> int | None:
+    """``event_log: {compaction_grace: 10m}``: how long compacted files stay readable."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"compaction_grace"}:
+        raise ConfigError(
+            f"{path}: 'event_log' must be a mapping with only 'compaction_grace'"
+            f" (e.g. event_log: {{compaction_grace: 10m}}); got {value!r}"
+        )
+    grace = value.get("compaction_grace")
+    if grace is None:
+        return None
+    try:
+        return parse_duration(grace)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: event_log.compaction_grace: {exc}") from None
+
+
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 

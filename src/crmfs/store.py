@@ -67,7 +67,12 @@ class FeatureStore:
             self.catalog = Catalog.of(definitions)
         data = self.config.data_dir
         self.registry = SqliteRegistry(data / "registry.db")
-        self.log = EventLog(data / "log")
+        grace = self.config.compaction_grace_s
+        self.log = (
+            EventLog(data / "log")
+            if grace is None
+            else EventLog(data / "log", compaction_grace_s=grace)
+        )
         self.online = SqliteOnlineStore(data / "online.db")
         engine_options = self.config.batch_engine
         self.engine = DuckDBEngine(

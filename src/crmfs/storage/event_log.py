@@ -5,6 +5,11 @@ Layout in the project's data folder::
     log.db                         catalogue: segments, event ids, quarantine, counters
     segments/<source>/<id>.parquet one file per committed batch (compacted over time)
 
+Compaction merges small segments into one and commits the swap in the catalogue; the files it
+replaced stay on disk for a grace period (``compaction_grace_s``, ten minutes by default), so a
+reader in another process that listed them just before, e.g. a DuckDB query, still reads them.
+They are deleted by a later compaction or the next open once the grace period is over.
+
 An append is one SQLite transaction (``synchronous=FULL``): the segment file is written,
 fsynced and renamed into place first, then the catalogue rows that make it visible (its
 segment row, its event ids, its quarantined records) commit together. A crash before the
@@ -20,8 +25,9 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +57,15 @@ CREATE TABLE IF NOT EXISTS quarantine (
     field TEXT, reason TEXT NOT NULL, record TEXT NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS superseded (
+    file TEXT NOT NULL PRIMARY KEY, superseded_at REAL NOT NULL
+) STRICT;
 """
 # Added after the first release: logs created before it get the column on open.
 _QUARANTINE_KEY = """
 CREATE UNIQUE INDEX IF NOT EXISTS quarantine_once ON quarantine (source, dedup_key);
 """
+DEFAULT_COMPACTION_GRACE_S = 600.0  # readers listing files before a compaction finish in time
 _COMPACT_AFTER = 48  # segments of one source before small ones are merged
 _SMALL_SEGMENT = 50_000
 _ID_CHUNK = 900  # below SQLite's default limit of bound parameters
@@ -105,8 +115,17 @@ class AppendResult:
 class EventLog:
     """Durable, append-only, idempotent storage of validated events."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        compaction_grace_s: float = DEFAULT_COMPACTION_GRACE_S,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``compaction_grace_s``: how long files replaced by a compaction stay readable."""
         self.root = root
+        self.compaction_grace_s = compaction_grace_s
+        self._wall_clock = wall_clock
         self.segment_dir = root / "segments"
         try:
             self.segment_dir.mkdir(parents=True, exist_ok=True)
@@ -310,6 +329,11 @@ class EventLog:
             # another process never mistakes it for a crash's leftover.
             name = self._write_segment(source, merged)
             db.executemany("DELETE FROM segments WHERE file = ?", ((f,) for f in files))
+            # Not deleted yet: a reader may hold a listing from before this commit.
+            now = self._wall_clock()
+            db.executemany(
+                "INSERT OR REPLACE INTO superseded VALUES (?, ?)", ((f, now) for f in files)
+            )
             db.execute(
                 "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
                 (
@@ -320,17 +344,34 @@ class EventLog:
                     pc.max(merged[SEQ]).as_py(),
                 ),
             )
-        for f in files:
-            (self.segment_dir / f).unlink(missing_ok=True)
+        self.remove_superseded()
+
+    def remove_superseded(self) -> int:
+        """Delete files compaction replaced more than the grace period ago; returns how many."""
+        deadline = self._wall_clock() - self.compaction_grace_s
+        with self._transaction() as db:
+            expired = [
+                row[0]
+                for row in db.execute(
+                    "SELECT file FROM superseded WHERE superseded_at <= ?", (deadline,)
+                )
+            ]
+            for file in expired:
+                (self.segment_dir / file).unlink(missing_ok=True)
+            db.executemany("DELETE FROM superseded WHERE file = ?", ((f,) for f in expired))
+        return len(expired)
 
     def _remove_orphans(self) -> None:
         """Delete segment files a crash left behind before their commit.
 
         Segment files are only written under the write lock, so holding it here means
-        any file not in the catalogue belongs to no live transaction.
+        any file not in the catalogue belongs to no live transaction. Files a compaction
+        superseded are kept until their grace period is over.
         """
+        self.remove_superseded()
         with self._transaction() as db:
             known = {row[0] for row in db.execute("SELECT file FROM segments")}
+            known.update(row[0] for row in db.execute("SELECT file FROM superseded"))
             for path in self.segment_dir.glob("*/*"):
                 if f"{path.parent.name}/{path.name}" not in known:
                     path.unlink(missing_ok=True)
