@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
 
 from crmfs import Aggregation, Entity, EventSource, FeatureView
+from crmfs.cli.app import app
 from crmfs.storage.event_log import EventLog
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
@@ -106,3 +111,37 @@ def test_a_log_from_before_deduplication_is_upgraded_on_open(tmp_path: Path) -> 
     [old] = log.quarantine()
     assert (old.source, old.reason) == ("orders", "old")
     log.close()
+
+
+def test_cli_lists_the_quarantine_with_filters_and_json(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.ingest("orders", BAD)
+    store.ingest("visits", [{**GOOD, "event_id": "v1", "qty": "none"}])
+    store.close()
+    (tmp_path / "crmfs.yaml").write_text("project: shop\n")  # the same data folder, data/
+    (tmp_path / "definitions.py").write_text("")
+    runner = CliRunner()
+
+    def listing(*args: str) -> list[dict[str, Any]]:
+        result = runner.invoke(app, ["quarantine", "--repo", str(tmp_path), "--json", *args])
+        assert result.exit_code == 0, result.output
+        rows: list[dict[str, Any]] = json.loads(result.output)
+        return rows
+
+    everything = listing()
+    assert [r["source"] for r in everything] == ["visits", "orders", "orders", "orders"]
+    visits = listing("--source", "visits")
+    assert len(visits) == 1
+    assert visits[0]["field"] == "qty"
+    assert visits[0]["reason"] == "qty: 'none' is not a valid int: not a number"
+    assert visits[0]["record"]["event_id"] == "v1"
+    assert visits[0]["quarantined_at"] == NOW.isoformat()
+    newest = listing("--source", "orders", "--limit", "2")
+    assert [r["id"] for r in newest] == [everything[1]["id"], everything[2]["id"]]
+    assert listing("--source", "nothing") == []
+    table = runner.invoke(app, ["quarantine", "--repo", str(tmp_path), "--limit", "1"])
+    assert table.exit_code == 0
+    assert "1 record(s) shown" in table.output
+    assert "visits" in table.output
+    bad_limit = runner.invoke(app, ["quarantine", "--repo", str(tmp_path), "--limit", "0"])
+    assert bad_limit.exit_code != 0
