@@ -15,7 +15,7 @@ from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
 from crmfs.ingestion.readers import Chunk, Records, read_file
 from crmfs.registry.changes import Change, ChangeKind
 from crmfs.registry.sqlite_registry import SqliteRegistry
-from crmfs.runtimes.batch.engine import DuckDBEngine
+from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy
 from crmfs.runtimes.streaming.processor import StreamProcessor
 from crmfs.runtimes.streaming.state import encode
 from crmfs.serving.online import OnlineResponse, feature_request, read_online
@@ -235,10 +235,17 @@ class FeatureStore:
         *,
         as_served: bool = False,
         full_feature_names: bool = False,
+        strategy: PitStrategy = "auto",
     ) -> TrainingSet:
-        """A point-in-time-correct training set, computed by the batch runtime (DuckDB)."""
+        """A point-in-time-correct training set, computed by the batch runtime (DuckDB).
+
+        ``strategy`` picks the physical plan (``"range_join"`` or ``"sorted"``); the default
+        chooses by size. Every plan gives the same values.
+        """
         groups = [(plan, names) for plan, names, _ in self.resolve_features(features)]
-        return historical_features(self.engine, entity_df, groups, as_served, full_feature_names)
+        return historical_features(
+            self.engine, entity_df, groups, as_served, full_feature_names, strategy
+        )
 
     # -- backfill --------------------------------------------------------------------
 

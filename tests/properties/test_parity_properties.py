@@ -223,10 +223,12 @@ def test_streaming_equals_batch_equals_reference(
                 "event_timestamp": [from_micros(t) for _ in KEYS for t in times],
             }
         )
-        offline = store.get_historical_features(entity_df, refs).to_df()
-        for i, (key, t) in enumerate((k, t) for k in KEYS for t in times):
-            expected = _reference(log, key, t, as_served=False)
-            assert {n: _clean(offline[n].iloc[i]) for n in names} == expected, (key, t)
+        for strategy in ("range_join", "sorted"):
+            offline = store.get_historical_features(entity_df, refs, strategy=strategy).to_df()
+            for i, (key, t) in enumerate((k, t) for k in KEYS for t in times):
+                expected = _reference(log, key, t, as_served=False)
+                got = {n: _clean(offline[n].iloc[i]) for n in names}
+                assert got == expected, (strategy, key, t)
         # A backfill from the log gives the same online values as streaming built.
         last = clock[0]
         before = store.get_online_features(

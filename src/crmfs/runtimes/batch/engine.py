@@ -5,18 +5,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crmfs.definitions import EventSource
 from crmfs.errors import StorageError
 from crmfs.runtimes.batch import sql
+from crmfs.runtimes.batch.sorted_pit import sorted_point_in_time_sql
 from crmfs.runtimes.streaming.state import State, new_state
 from crmfs.storage.arrow_schema import log_schema
 from crmfs.storage.event_log import EventLog
 from crmfs.transform.plan import ViewPlan
+
+PitStrategy = Literal["auto", "range_join", "sorted"]
+# ``auto`` sorts (events + rows) once the rows reach a quarter of the events: below that,
+# joining each row to the events of its key inside the window is cheaper than the sort.
+SORTED_PLAN_EVENTS_PER_ROW = 4
+# The sorted plan runs a slice of the keys at a time, bounding its memory.
+SORTED_PLAN_ROWS_PER_PART = 250_000
 
 
 class DuckDBEngine:
@@ -27,10 +36,16 @@ class DuckDBEngine:
     ) -> None:
         self.log = log
         self._db = duckdb.connect(":memory:")
-        if threads:
-            self._db.execute(f"SET threads = {int(threads)}")
-        if memory_limit:
-            self._db.execute(f"SET memory_limit = '{memory_limit}'")
+        try:
+            if threads:
+                self._db.execute(f"SET threads = {int(threads)}")
+            if memory_limit:
+                self._db.execute(f"SET memory_limit = {sql.literal(str(memory_limit))}")
+        except (ValueError, duckdb.Error) as exc:
+            raise StorageError(
+                f"batch engine settings threads={threads!r}, memory_limit={memory_limit!r}"
+                f" rejected: {exc}"
+            ) from exc
         self._db.execute("SET preserve_insertion_order = false")
         self._lock = threading.Lock()
 
@@ -54,15 +69,35 @@ class DuckDBEngine:
             except duckdb.Error as exc:
                 raise StorageError(f"batch query over {source.name!r} failed: {exc}") from exc
 
-    def point_in_time(self, plan: ViewPlan, entity_rows: pa.Table, as_served: bool) -> pa.Table:
-        """Feature columns (``plan.output_names``) for ``entity_rows(__row, __key, __t)``."""
+    def point_in_time(
+        self,
+        plan: ViewPlan,
+        entity_rows: pa.Table,
+        as_served: bool,
+        strategy: PitStrategy = "auto",
+    ) -> pa.Table:
+        """Feature columns (``plan.output_names``) for ``entity_rows(__row, __key, __t)``.
+
+        Two physical plans compute the same values (the property tests hold both to the
+        reference): ``range_join`` joins each row to its key's events in the widest window,
+        ``sorted`` sorts events and rows together and reads window frames (event time only).
+        ``auto`` takes ``sorted`` for event-time queries with many rows per event.
+        """
+        if as_served and strategy == "sorted":
+            raise ValueError("the sorted plan answers event-time queries only, not as_served")
         with self._events_of(plan.view.source) as db:
             db.register("entity_rows", entity_rows)
             try:
-                result = db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table()
+                if strategy == "sorted" or (
+                    strategy == "auto"
+                    and not as_served
+                    and entity_rows.num_rows * SORTED_PLAN_EVENTS_PER_ROW
+                    >= self.log.counts().get(plan.view.source.name, 0)
+                ):
+                    return _sorted_point_in_time(db, plan, entity_rows.num_rows)
+                return db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table()
             finally:
                 db.unregister("entity_rows")
-        return result
 
     def backfill(
         self, plan: ViewPlan, start_us: int, end_us: int, now: int, upto_seq: int
@@ -95,6 +130,18 @@ class DuckDBEngine:
                         state = states[row[0]] = new_state(plan)
                     state[1] = [None if e is None else [e["t"], e["s"], e["v"]] for e in row[1:]]
         return states
+
+
+def _sorted_point_in_time(db: duckdb.DuckDBPyConnection, plan: ViewPlan, rows: int) -> pa.Table:
+    parts = max(1, -(-rows // SORTED_PLAN_ROWS_PER_PART))
+    tables = [
+        db.sql(sorted_point_in_time_sql(plan, part, parts)).to_arrow_table()
+        for part in range(parts)
+    ]
+    if parts == 1:
+        return tables[0]
+    result = pa.concat_tables(tables)
+    return result.take(pc.sort_indices(result["__row"]))
 
 
 def _rows(table: pa.Table) -> Iterator[tuple[Any, ...]]:
