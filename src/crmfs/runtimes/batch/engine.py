@@ -11,13 +11,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmfs.definitions import EventSource
+from crmfs.definitions import EventSource, Function
 from crmfs.errors import StorageError
 from crmfs.runtimes.batch import sql
 from crmfs.runtimes.batch.sorted_pit import sorted_point_in_time_sql
 from crmfs.runtimes.streaming.state import State, new_state
 from crmfs.storage.arrow_schema import log_schema
-from crmfs.storage.event_log import EventLog
+from crmfs.storage.event_log import EVENT_TIME, EventLog
 from crmfs.transform.plan import ViewPlan
 
 PitStrategy = Literal["auto", "range_join", "sorted"]
@@ -48,6 +48,9 @@ class DuckDBEngine:
             ) from exc
         self._db.execute("SET preserve_insertion_order = false")
         self._lock = threading.Lock()
+        # A distinct count over a frame needs a merge-sort tree: the sorted plan joins instead
+        # for windows no longer than 1/share of the log's history, where the join is small.
+        self.distinct_join_share = 8
 
     @contextmanager
     def _events_of(self, source: EventSource) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -94,10 +97,37 @@ class DuckDBEngine:
                     and entity_rows.num_rows * SORTED_PLAN_EVENTS_PER_ROW
                     >= self.log.counts().get(plan.view.source.name, 0)
                 ):
-                    return _sorted_point_in_time(db, plan, entity_rows.num_rows)
+                    return self._sorted_point_in_time(db, plan, entity_rows.num_rows)
                 return db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table()
             finally:
                 db.unregister("entity_rows")
+
+    def _sorted_point_in_time(
+        self, db: duckdb.DuckDBPyConnection, plan: ViewPlan, rows: int
+    ) -> pa.Table:
+        parts = max(1, -(-rows // SORTED_PLAN_ROWS_PER_PART))
+        joined = self._short_distinct_counts(db, plan)
+        tables = [
+            db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table()
+            for part in range(parts)
+        ]
+        if parts == 1:
+            return tables[0]
+        result = pa.concat_tables(tables)
+        return result.take(pc.sort_indices(result["__row"]))
+
+    def _short_distinct_counts(
+        self, db: duckdb.DuckDBPyConnection, plan: ViewPlan
+    ) -> frozenset[str]:
+        """``count_distinct`` features whose window is short next to the log's history."""
+        distinct = [w for w in plan.windows if w.feature.function is Function.COUNT_DISTINCT]
+        if not distinct:
+            return frozenset()
+        rows = db.execute(f"SELECT max({EVENT_TIME}) - min({EVENT_TIME}) FROM events").fetchall()
+        span = rows[0][0] or 0
+        return frozenset(
+            w.feature.name for w in distinct if w.window_us * self.distinct_join_share <= span
+        )
 
     def backfill(
         self, plan: ViewPlan, start_us: int, end_us: int, now: int, upto_seq: int
@@ -130,18 +160,6 @@ class DuckDBEngine:
                         state = states[row[0]] = new_state(plan)
                     state[1] = [None if e is None else [e["t"], e["s"], e["v"]] for e in row[1:]]
         return states
-
-
-def _sorted_point_in_time(db: duckdb.DuckDBPyConnection, plan: ViewPlan, rows: int) -> pa.Table:
-    parts = max(1, -(-rows // SORTED_PLAN_ROWS_PER_PART))
-    tables = [
-        db.sql(sorted_point_in_time_sql(plan, part, parts)).to_arrow_table()
-        for part in range(parts)
-    ]
-    if parts == 1:
-        return tables[0]
-    result = pa.concat_tables(tables)
-    return result.take(pc.sort_indices(result["__row"]))
 
 
 def _rows(table: pa.Table) -> Iterator[tuple[Any, ...]]:

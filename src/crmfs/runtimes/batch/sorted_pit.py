@@ -66,19 +66,53 @@ def _window_expression(w: PlannedWindow, frame: str) -> str:
     raise AssertionError(f.function)
 
 
-def sorted_point_in_time_sql(plan: ViewPlan, part: int = 0, parts: int = 1) -> str:
+def _joined_distinct_sql(plan: ViewPlan, features: list[PlannedWindow], in_part: str) -> str:
+    """Exact distinct counts of short windows, by joining each row to its window's events."""
+    bounds = [floor_to(f"__t - {w.window_us}", w.hop_us) for w in features]
+    columns = [
+        f"count(DISTINCT {quote('v_' + str(w.feature.field))})"
+        f" FILTER (WHERE __et > __l{i}) AS {quote(w.feature.name)}"
+        for i, w in enumerate(features)
+    ]
+    lowest = bounds[0] if len(bounds) == 1 else f"least({', '.join(bounds)})"
+    return f"""
+SELECT q.__row, {", ".join(columns)}
+FROM (
+    SELECT __row, __key, __t, {", ".join(f"{b} AS __l{i}" for i, b in enumerate(bounds))},
+        {lowest} AS __lowest
+    FROM entity_rows WHERE {in_part}
+) q
+JOIN ev ON ev.__key = q.__key AND ev.__et <= q.__t AND ev.__et > q.__lowest
+GROUP BY q.__row"""
+
+
+def sorted_point_in_time_sql(
+    plan: ViewPlan, part: int = 0, parts: int = 1, joined: frozenset[str] = frozenset()
+) -> str:
     """Each row of ``entity_rows(__row, __key, __t)``: features at ``__t``, by event time.
 
     With ``parts > 1`` only the keys whose hash falls in partition ``part`` are computed, so
     a large training set can be built a slice of keys at a time in bounded memory.
+    ``joined`` names ``count_distinct`` features to compute by a range join instead of a
+    frame (a distinct count over a frame needs a costly merge-sort tree; over a window short
+    next to the history, the join touches few events).
     """
-    pairs = dict.fromkeys((w.window_us, w.hop_us) for w in plan.windows)
+    joined_windows = [
+        w
+        for w in plan.windows
+        if w.feature.name in joined and w.feature.function is Function.COUNT_DISTINCT
+    ]
+    framed = [w for w in plan.windows if w not in joined_windows]
+    in_part = "TRUE" if parts == 1 else f"hash(__key) % {parts} = {part}"
+    pairs = dict.fromkeys((w.window_us, w.hop_us) for w in framed)
     offsets = {pair: f"__d{i}" for i, pair in enumerate(pairs)}
     row_offsets = [
         f"__t - {floor_to(f'__t - {wu}', hu)} - 1 AS {name}" for (wu, hu), name in offsets.items()
     ]
     event_offsets = [f"0 AS {name}" for name in offsets.values()]
-    values = [quote("v_" + f) for f in plan.value_fields()]
+    # Only window fields travel as columns through the sort; latest values ride in one struct.
+    window_fields = {w.feature.field for w in framed if w.feature.field is not None}
+    values = [quote("v_" + f) for f in sorted(window_fields)]
     latest_struct = ""
     if plan.latest:
         members = ", ".join(f"v{i} := {quote('v_' + f.field)}" for i, f in enumerate(plan.latest))
@@ -86,7 +120,7 @@ def sorted_point_in_time_sql(plan: ViewPlan, part: int = 0, parts: int = 1) -> s
     outputs = [
         f"{_window_expression(w, _frame(offsets[(w.window_us, w.hop_us)]))}"
         f" AS {quote(w.feature.name)}"
-        for w in plan.windows
+        for w in framed
     ]
     if plan.latest:
         outputs.append(
@@ -94,7 +128,12 @@ def sorted_point_in_time_sql(plan: ViewPlan, part: int = 0, parts: int = 1) -> s
             " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __last"
         )
     fresh = "TRUE" if plan.ttl_us is None else f"__last.t >= __o - {plan.ttl_us}"
-    finals = [quote(w.feature.name) for w in plan.windows]
+    finals = [
+        f"coalesce(j.{quote(w.feature.name)}, 0) AS {quote(w.feature.name)}"
+        if w in joined_windows
+        else f"w.{quote(w.feature.name)}"
+        for w in plan.windows
+    ]
     finals += [
         f"CASE WHEN {fresh} THEN __last.v{i} END AS {quote(f.name)}"
         for i, f in enumerate(plan.latest)
@@ -113,7 +152,9 @@ def sorted_point_in_time_sql(plan: ViewPlan, part: int = 0, parts: int = 1) -> s
     row_columns = ", ".join(
         ["__key", "__t AS __o", f"{_AFTER_EVENTS} AS __s", "__row", *row_offsets]
     )
-    in_part = "TRUE" if parts == 1 else f"hash(__key) % {parts} = {part}"
+    joins = ""
+    if joined_windows:
+        joins = f"\n    LEFT JOIN ({_joined_distinct_sql(plan, joined_windows, in_part)}\n) j USING (__row)"
     return f"""
 WITH ev AS ({source_events_sql(plan)}),
 u AS (
@@ -121,6 +162,8 @@ u AS (
     UNION ALL BY NAME
     SELECT {row_columns} FROM entity_rows WHERE {in_part}
 ),
-w AS (SELECT __row, __o, {", ".join(outputs)} FROM u)
-SELECT __row, {", ".join(finals)} FROM w WHERE __row IS NOT NULL ORDER BY __row
+w AS (SELECT __row, __o, {", ".join(outputs or ["NULL AS __none"])} FROM u)
+SELECT __row, {", ".join(finals)}
+FROM (SELECT * FROM w WHERE __row IS NOT NULL) w{joins}
+ORDER BY __row
 """.strip()
