@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from crmfs.definitions import EventSource, Function
 from crmfs.errors import StorageError
@@ -111,10 +111,7 @@ class DuckDBEngine:
             db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table()
             for part in range(parts)
         ]
-        if parts == 1:
-            return tables[0]
-        result = pa.concat_tables(tables)
-        return result.take(pc.sort_indices(result["__row"]))
+        return _in_row_order(pa.concat_tables(tables))
 
     def _short_distinct_counts(
         self, db: duckdb.DuckDBPyConnection, plan: ViewPlan
@@ -160,6 +157,23 @@ class DuckDBEngine:
                         state = states[row[0]] = new_state(plan)
                     state[1] = [None if e is None else [e["t"], e["s"], e["v"]] for e in row[1:]]
         return states
+
+
+def _in_row_order(table: pa.Table) -> pa.Table:
+    """``table`` sorted by ``__row``, a permutation of 0..n-1, one column at a time.
+
+    Each column is reordered and its source released before the next, so the copy costs
+    one column of memory rather than the whole table.
+    """
+    rows = table["__row"].to_numpy()
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = np.arange(len(rows), dtype=np.int64)
+    indices = pa.array(order)
+    columns: dict[str, pa.ChunkedArray] = {}
+    for name in table.column_names:
+        columns[name] = table[name].take(indices)
+        table = table.drop_columns([name])
+    return pa.table(columns)
 
 
 def _rows(table: pa.Table) -> Iterator[tuple[Any, ...]]:

@@ -26,8 +26,9 @@ from crmfs.transform.plan import PlannedWindow, ViewPlan
 
 # Entity rows sort after every event with the same time: they see the events at ``t``.
 _AFTER_EVENTS = 9223372036854775807
-# The (event_time, seq) order as one comparable value; seq stays below 10^12.
-_EVENT_ORDER = "(CAST(__et AS HUGEINT) * 1000000000000 + __seq)"
+# The (event_time, seq) order as one comparable value (seq stays below 10^12), computed from
+# the sorted columns rather than carried through the sort.
+_SORTED_ORDER = "(CAST(__o AS HUGEINT) * 1000000000000 + __s)"
 
 
 def _frame(offset_column: str) -> str:
@@ -56,11 +57,11 @@ def _window_expression(w: PlannedWindow, frame: str) -> str:
         case Function.COUNT_DISTINCT:
             return f"count(DISTINCT {v}) {over}"
         case Function.LAST:
-            return f"arg_max({v}, __ord) FILTER (WHERE {v} IS NOT NULL) {over}"
+            return f"arg_max({v}, {_SORTED_ORDER}) FILTER (WHERE {v} IS NOT NULL) {over}"
         case Function.LAST_N:
             empty = empty_value_sql(w)
             return (
-                f"coalesce(max_by({v}, __ord, {f.n}) FILTER (WHERE {v} IS NOT NULL) {over},"
+                f"coalesce(max_by({v}, {_SORTED_ORDER}, {f.n}) FILTER (WHERE {v} IS NOT NULL) {over},"
                 f" {empty})"
             )
     raise AssertionError(f.function)
@@ -90,6 +91,8 @@ def sorted_point_in_time_sql(
     plan: ViewPlan, part: int = 0, parts: int = 1, joined: frozenset[str] = frozenset()
 ) -> str:
     """Each row of ``entity_rows(__row, __key, __t)``: features at ``__t``, by event time.
+
+    Rows come out in no particular order (``__row`` says which is which).
 
     With ``parts > 1`` only the keys whose hash falls in partition ``part`` are computed, so
     a large training set can be built a slice of keys at a time in bounded memory.
@@ -143,7 +146,6 @@ def sorted_point_in_time_sql(
             "__key",
             "__et AS __o",
             "__seq AS __s",
-            f"{_EVENT_ORDER} AS __ord",
             "1 AS __n",
             *values,
             *event_offsets,
@@ -156,7 +158,7 @@ def sorted_point_in_time_sql(
     if joined_windows:
         joins = f"\n    LEFT JOIN ({_joined_distinct_sql(plan, joined_windows, in_part)}\n) j USING (__row)"
     return f"""
-WITH ev AS ({source_events_sql(plan)}),
+WITH ev AS NOT MATERIALIZED ({source_events_sql(plan)}),
 u AS (
     SELECT {event_columns}{latest_struct} FROM ev WHERE {in_part}
     UNION ALL BY NAME
@@ -165,5 +167,4 @@ u AS (
 w AS (SELECT __row, __o, {", ".join(outputs or ["NULL AS __none"])} FROM u)
 SELECT __row, {", ".join(finals)}
 FROM (SELECT * FROM w WHERE __row IS NOT NULL) w{joins}
-ORDER BY __row
 """.strip()
