@@ -71,7 +71,7 @@ def test_plans_agree_row_for_row(store: FeatureStore) -> None:
     entity_df = _entity_df(120)
     joined = store.get_historical_features(entity_df, features, strategy="range_join").to_df()
     sorted_ = store.get_historical_features(entity_df, features, strategy="sorted").to_df()
-    store.engine.distinct_join_share = 0  # every distinct count by a join
+    store.engine.short_window_share = 0  # every window by a join
     sorted_joined = store.get_historical_features(entity_df, features, strategy="sorted").to_df()
     auto = store.get_historical_features(entity_df, features).to_df()
     pd.testing.assert_frame_equal(joined, sorted_)

@@ -223,10 +223,10 @@ def test_streaming_equals_batch_equals_reference(
                 "event_timestamp": [from_micros(t) for _ in KEYS for t in times],
             }
         )
-        # Both plans; the sorted one with distinct counts over frames (share 10**9: no window
-        # is "short") and by joins (share 0: every window is).
+        # Both plans; the sorted one with windows over frames (share 10**9: no window is
+        # "short") and by joins (share 0: every window is).
         for strategy, share in (("range_join", 8), ("sorted", 10**9), ("sorted", 0)):
-            store.engine.distinct_join_share = share
+            store.engine.short_window_share = share
             offline = store.get_historical_features(entity_df, refs, strategy=strategy).to_df()
             for i, (key, t) in enumerate((k, t) for k in KEYS for t in times):
                 expected = _reference(log, key, t, as_served=False)

@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from crmfs.definitions import EventSource, Function
+from crmfs.definitions import EventSource
 from crmfs.errors import StorageError
 from crmfs.runtimes.batch import sql
 from crmfs.runtimes.batch.sorted_pit import sorted_point_in_time_sql
@@ -48,9 +48,9 @@ class DuckDBEngine:
             ) from exc
         self._db.execute("SET preserve_insertion_order = false")
         self._lock = threading.Lock()
-        # A distinct count over a frame needs a merge-sort tree: the sorted plan joins instead
-        # for windows no longer than 1/share of the log's history, where the join is small.
-        self.distinct_join_share = 8
+        # The sorted plan computes windows no longer than 1/share of the log's history by a
+        # range join, which touches few events there (and spares a frame's cost).
+        self.short_window_share = 8
 
     @contextmanager
     def _events_of(self, source: EventSource) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -106,24 +106,21 @@ class DuckDBEngine:
         self, db: duckdb.DuckDBPyConnection, plan: ViewPlan, rows: int
     ) -> pa.Table:
         parts = max(1, -(-rows // SORTED_PLAN_ROWS_PER_PART))
-        joined = self._short_distinct_counts(db, plan)
+        joined = self._short_windows(db, plan)
         tables = [
             db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table()
             for part in range(parts)
         ]
         return _in_row_order(pa.concat_tables(tables))
 
-    def _short_distinct_counts(
-        self, db: duckdb.DuckDBPyConnection, plan: ViewPlan
-    ) -> frozenset[str]:
-        """``count_distinct`` features whose window is short next to the log's history."""
-        distinct = [w for w in plan.windows if w.feature.function is Function.COUNT_DISTINCT]
-        if not distinct:
+    def _short_windows(self, db: duckdb.DuckDBPyConnection, plan: ViewPlan) -> frozenset[str]:
+        """Window features whose window is short next to the log's history."""
+        if not plan.windows:
             return frozenset()
         rows = db.execute(f"SELECT max({EVENT_TIME}) - min({EVENT_TIME}) FROM events").fetchall()
         span = rows[0][0] or 0
         return frozenset(
-            w.feature.name for w in distinct if w.window_us * self.distinct_join_share <= span
+            w.feature.name for w in plan.windows if w.window_us * self.short_window_share <= span
         )
 
     def backfill(

@@ -21,7 +21,13 @@ a second condition a sorted frame cannot express, so it runs on the range-join p
 from __future__ import annotations
 
 from crmfs.definitions import FieldType, Function
-from crmfs.runtimes.batch.sql import empty_value_sql, floor_to, quote, source_events_sql
+from crmfs.runtimes.batch.sql import (
+    empty_value_sql,
+    floor_to,
+    quote,
+    source_events_sql,
+    window_aggregate_sql,
+)
 from crmfs.transform.plan import PlannedWindow, ViewPlan
 
 # Entity rows sort after every event with the same time: they see the events at ``t``.
@@ -37,42 +43,50 @@ def _frame(offset_column: str) -> str:
     )
 
 
-def _window_expression(w: PlannedWindow, frame: str) -> str:
+class _Aggregates:
+    """Window aggregates computed once each (a mean shares its sum and count), as ``__aN``."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, str] = {}
+
+    def __call__(self, aggregate: str, frame: str) -> str:
+        return self.columns.setdefault(f"{aggregate} OVER {frame}", f"__a{len(self.columns)}")
+
+
+def _window_expression(w: PlannedWindow, frame: str, over: _Aggregates) -> str:
+    """The feature's value from the frame aggregates it needs (registered in ``over``)."""
     f = w.feature
     v = quote("v_" + f.field) if f.field else "__n"
-    over = f"OVER {frame}"
     match f.function:
         case Function.COUNT:
-            return f"count({v}) {over}"
+            return over(f"count({v})", frame)
         case Function.SUM:
-            if f.output_type is FieldType.INT:
-                return f"coalesce(CAST(sum({v}) {over} AS BIGINT), 0)"
-            return f"coalesce(CAST(sum({v}) {over} AS DOUBLE), 0.0)"
+            kind, zero = ("BIGINT", "0") if f.output_type is FieldType.INT else ("DOUBLE", "0.0")
+            return f"coalesce(CAST({over(f'sum({v})', frame)} AS {kind}), {zero})"
         case Function.MEAN:
-            return f"CAST(sum({v}) {over} AS DOUBLE) / nullif(count({v}) {over}, 0)"
+            total, count = over(f"sum({v})", frame), over(f"count({v})", frame)
+            return f"CAST({total} AS DOUBLE) / nullif({count}, 0)"
         case Function.MIN:
-            return f"min({v}) {over}"
+            return over(f"min({v})", frame)
         case Function.MAX:
-            return f"max({v}) {over}"
+            return over(f"max({v})", frame)
         case Function.COUNT_DISTINCT:
-            return f"count(DISTINCT {v}) {over}"
+            return over(f"count(DISTINCT {v})", frame)
         case Function.LAST:
-            return f"arg_max({v}, {_SORTED_ORDER}) FILTER (WHERE {v} IS NOT NULL) {over}"
+            return over(f"arg_max({v}, {_SORTED_ORDER}) FILTER (WHERE {v} IS NOT NULL)", frame)
         case Function.LAST_N:
-            empty = empty_value_sql(w)
-            return (
-                f"coalesce(max_by({v}, {_SORTED_ORDER}, {f.n}) FILTER (WHERE {v} IS NOT NULL) {over},"
-                f" {empty})"
+            values = over(
+                f"max_by({v}, {_SORTED_ORDER}, {f.n}) FILTER (WHERE {v} IS NOT NULL)", frame
             )
+            return f"coalesce({values}, {empty_value_sql(w)})"
     raise AssertionError(f.function)
 
 
-def _joined_distinct_sql(plan: ViewPlan, features: list[PlannedWindow], in_part: str) -> str:
-    """Exact distinct counts of short windows, by joining each row to its window's events."""
+def _joined_sql(features: list[PlannedWindow], in_part: str) -> str:
+    """Short windows by the range join: each row joined to the events of its own windows."""
     bounds = [floor_to(f"__t - {w.window_us}", w.hop_us) for w in features]
     columns = [
-        f"count(DISTINCT {quote('v_' + str(w.feature.field))})"
-        f" FILTER (WHERE __et > __l{i}) AS {quote(w.feature.name)}"
+        f"{window_aggregate_sql(w, f'__et > __l{i}')} AS {quote(w.feature.name)}"
         for i, w in enumerate(features)
     ]
     lowest = bounds[0] if len(bounds) == 1 else f"least({', '.join(bounds)})"
@@ -87,6 +101,12 @@ JOIN ev ON ev.__key = q.__key AND ev.__et <= q.__t AND ev.__et > q.__lowest
 GROUP BY q.__row"""
 
 
+def _joined_output(w: PlannedWindow) -> str:
+    name = quote(w.feature.name)
+    empty = empty_value_sql(w)
+    return f"coalesce(j.{name}, {empty}) AS {name}" if empty else f"j.{name}"
+
+
 def sorted_point_in_time_sql(
     plan: ViewPlan, part: int = 0, parts: int = 1, joined: frozenset[str] = frozenset()
 ) -> str:
@@ -96,15 +116,11 @@ def sorted_point_in_time_sql(
 
     With ``parts > 1`` only the keys whose hash falls in partition ``part`` are computed, so
     a large training set can be built a slice of keys at a time in bounded memory.
-    ``joined`` names ``count_distinct`` features to compute by a range join instead of a
-    frame (a distinct count over a frame needs a costly merge-sort tree; over a window short
-    next to the history, the join touches few events).
+    ``joined`` names window features to compute by a range join instead of a frame: over
+    a window short next to the history the join touches few events, and it spares the
+    frame's own cost (a distinct count over a frame needs a merge-sort tree).
     """
-    joined_windows = [
-        w
-        for w in plan.windows
-        if w.feature.name in joined and w.feature.function is Function.COUNT_DISTINCT
-    ]
+    joined_windows = [w for w in plan.windows if w.feature.name in joined]
     framed = [w for w in plan.windows if w not in joined_windows]
     in_part = "TRUE" if parts == 1 else f"hash(__key) % {parts} = {part}"
     pairs = dict.fromkeys((w.window_us, w.hop_us) for w in framed)
@@ -120,11 +136,12 @@ def sorted_point_in_time_sql(
     if plan.latest:
         members = ", ".join(f"v{i} := {quote('v_' + f.field)}" for i, f in enumerate(plan.latest))
         latest_struct = f", struct_pack(t := __et, {members}) AS __latest"
-    outputs = [
-        f"{_window_expression(w, _frame(offsets[(w.window_us, w.hop_us)]))}"
-        f" AS {quote(w.feature.name)}"
+    over = _Aggregates()
+    framed_values = {
+        w.feature.name: _window_expression(w, _frame(offsets[(w.window_us, w.hop_us)]), over)
         for w in framed
-    ]
+    }
+    outputs = [f"{expression} AS {alias}" for expression, alias in over.columns.items()]
     if plan.latest:
         outputs.append(
             "last_value(__latest IGNORE NULLS) OVER (PARTITION BY __key ORDER BY __o, __s"
@@ -132,9 +149,9 @@ def sorted_point_in_time_sql(
         )
     fresh = "TRUE" if plan.ttl_us is None else f"__last.t >= __o - {plan.ttl_us}"
     finals = [
-        f"coalesce(j.{quote(w.feature.name)}, 0) AS {quote(w.feature.name)}"
+        _joined_output(w)
         if w in joined_windows
-        else f"w.{quote(w.feature.name)}"
+        else f"{framed_values[w.feature.name]} AS {quote(w.feature.name)}"
         for w in plan.windows
     ]
     finals += [
@@ -156,7 +173,7 @@ def sorted_point_in_time_sql(
     )
     joins = ""
     if joined_windows:
-        joins = f"\n    LEFT JOIN ({_joined_distinct_sql(plan, joined_windows, in_part)}\n) j USING (__row)"
+        joins = f"\n    LEFT JOIN ({_joined_sql(joined_windows, in_part)}\n) j USING (__row)"
     return f"""
 WITH ev AS NOT MATERIALIZED ({source_events_sql(plan)}),
 u AS (

@@ -80,7 +80,8 @@ def source_events_sql(plan: ViewPlan) -> str:
 _ORDER = "(CAST(__et AS HUGEINT) * 1000000000000 + __seq)"
 
 
-def _window_aggregate(w: PlannedWindow, in_window: str) -> str:
+def window_aggregate_sql(w: PlannedWindow, in_window: str) -> str:
+    """The aggregate of ``w`` over joined rows (``ev`` columns) where ``in_window`` holds."""
     f = w.feature
     v = quote("v_" + f.field) if f.field else None
     cond = in_window if v is None else f"{in_window} AND {v} IS NOT NULL"
@@ -145,7 +146,7 @@ def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
     aggregates = []
     for w in plan.windows:
         in_window = f"__et > {bounds[(w.window_us, w.hop_us)]}"
-        aggregates.append(f"{_window_aggregate(w, in_window)} AS {quote(w.feature.name)}")
+        aggregates.append(f"{window_aggregate_sql(w, in_window)} AS {quote(w.feature.name)}")
     for latest in plan.latest:
         v = quote("v_" + latest.field)
         cond = "TRUE" if plan.ttl_us is None else f"__et >= __t - {plan.ttl_us}"
