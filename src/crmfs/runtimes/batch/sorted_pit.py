@@ -12,7 +12,9 @@ Entity rows carry no values, so the aggregates only see events; an event at exac
 a peer of the row and is counted, as the semantics say. Latest values are the last event at or
 before ``t`` in (event_time, seq) order, found by a running ``last_value(... IGNORE NULLS)``,
 and dropped when older than the TTL. The cost is one sort of (events + rows), whatever the
-window lengths, which wins when the entity rows are many.
+window lengths, which wins when the entity rows are many. Windows that are short next to the
+history (the engine decides) are still cheaper by the range join's aggregates over just their
+own window, so those run as a join on the side and come back by ``__row``.
 
 It answers event-time queries only: an ``as_served`` query also needs ``ingested_at <= t``,
 a second condition a sorted frame cannot express, so it runs on the range-join plan.
