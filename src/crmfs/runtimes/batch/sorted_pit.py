@@ -84,11 +84,11 @@ def _window_expression(w: PlannedWindow, frame: str, over: _Aggregates) -> str:
     raise AssertionError(f.function)
 
 
-def _joined_sql(features: list[PlannedWindow], in_part: str) -> str:
+def _joined_sql(plan: ViewPlan, features: list[PlannedWindow], in_part: str) -> str:
     """Short windows by the range join: each row joined to the events of its own windows."""
     bounds = [floor_to(f"__t - {w.window_us}", w.hop_us) for w in features]
     columns = [
-        f"{window_aggregate_sql(w, f'__et > __l{i}')} AS {quote(w.feature.name)}"
+        f"{window_aggregate_sql(plan, w, f'__et > __l{i}')} AS {quote(w.feature.name)}"
         for i, w in enumerate(features)
     ]
     lowest = bounds[0] if len(bounds) == 1 else f"least({', '.join(bounds)})"
@@ -175,7 +175,7 @@ def sorted_point_in_time_sql(
     )
     joins = ""
     if joined_windows:
-        joins = f"\n    LEFT JOIN ({_joined_sql(joined_windows, in_part)}\n) j USING (__row)"
+        joins = f"\n    LEFT JOIN ({_joined_sql(plan, joined_windows, in_part)}\n) j USING (__row)"
     return f"""
 WITH ev AS NOT MATERIALIZED ({source_events_sql(plan)}),
 u AS (

@@ -80,7 +80,7 @@ def source_events_sql(plan: ViewPlan) -> str:
 _ORDER = "(CAST(__et AS HUGEINT) * 1000000000000 + __seq)"
 
 
-def window_aggregate_sql(w: PlannedWindow, in_window: str) -> str:
+def window_aggregate_sql(plan: ViewPlan, w: PlannedWindow, in_window: str) -> str:
     """The aggregate of ``w`` over joined rows (``ev`` columns) where ``in_window`` holds."""
     f = w.feature
     v = quote("v_" + f.field) if f.field else None
@@ -104,6 +104,11 @@ def window_aggregate_sql(w: PlannedWindow, in_window: str) -> str:
         case Function.MAX:
             return f"max({v}) FILTER (WHERE {cond})"
         case Function.COUNT_DISTINCT:
+            if not _is_float(plan, f.field):
+                # DuckDB plans count(DISTINCT) as a separate pipeline over a materialized
+                # join; the distinct list of each row's values is cheaper. Floats keep
+                # count(DISTINCT) so that 0.0 and -0.0 stay one value, as in the algebra.
+                return f"coalesce(len(list_distinct(list({v}) FILTER (WHERE {cond}))), 0)"
             return f"count(DISTINCT {v}) FILTER (WHERE {cond})"
         case Function.LAST:
             return f"arg_max({v}, {_ORDER}) FILTER (WHERE {cond})"
@@ -146,7 +151,7 @@ def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
     aggregates = []
     for w in plan.windows:
         in_window = f"__et > {bounds[(w.window_us, w.hop_us)]}"
-        aggregates.append(f"{window_aggregate_sql(w, in_window)} AS {quote(w.feature.name)}")
+        aggregates.append(f"{window_aggregate_sql(plan, w, in_window)} AS {quote(w.feature.name)}")
     for latest in plan.latest:
         v = quote("v_" + latest.field)
         cond = "TRUE" if plan.ttl_us is None else f"__et >= __t - {plan.ttl_us}"
