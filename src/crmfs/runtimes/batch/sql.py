@@ -152,18 +152,19 @@ def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
     for w in plan.windows:
         in_window = f"__et > {bounds[(w.window_us, w.hop_us)]}"
         aggregates.append(f"{window_aggregate_sql(plan, w, in_window)} AS {quote(w.feature.name)}")
-    for latest in plan.latest:
-        v = quote("v_" + latest.field)
+    if plan.latest:
+        # One aggregate for all latest values: the newest event's values, as a struct.
+        members = ", ".join(f"v{i} := {quote('v_' + f.field)}" for i, f in enumerate(plan.latest))
         cond = "TRUE" if plan.ttl_us is None else f"__et >= __t - {plan.ttl_us}"
         aggregates.append(
-            f"arg_max_null({v}, {_ORDER}) FILTER (WHERE {cond}) AS {quote(latest.name)}"
+            f"arg_max_null(struct_pack({members}), {_ORDER}) FILTER (WHERE {cond}) AS __latest"
         )
     outputs = []
     for w in plan.windows:
         name = quote(w.feature.name)
         empty = empty_value_sql(w)
         outputs.append(f"coalesce(a.{name}, {empty}) AS {name}" if empty else f"a.{name}")
-    outputs += [f"a.{quote(f.name)}" for f in plan.latest]
+    outputs += [f"a.__latest.v{i} AS {quote(f.name)}" for i, f in enumerate(plan.latest)]
     return f"""
 WITH ev AS ({source_events_sql(plan)}),
 q AS (SELECT __row, __key, __t{"".join(", " + c for c in bound_columns)} FROM entity_rows),
