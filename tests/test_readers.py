@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,42 +11,18 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
 from crmfs.cli.app import app
 from crmfs.errors import IngestError
 from crmfs.ingestion.pipeline import IngestReport
 from crmfs.ingestion.readers import Chunk
 from crmfs.store import FeatureStore
-from crmfs.timestamps import to_micros
+from tests.orders_project import NOW, orders_store
 
-NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 HEADER = ["event_id", "ts", "customer_id", "qty", "price"]
-customer = Entity("customer", join_key="customer_id")
-orders = EventSource(
-    "orders",
-    schema={
-        "event_id": "string",
-        "ts": "timestamp",
-        "customer_id": "string",
-        "qty": "int",
-        "price": "float",
-    },
-    event_id="event_id",
-    event_time="ts",
-    required=("customer_id",),
-)
-view = FeatureView(
-    "orders_view",
-    customer,
-    orders,
-    [Aggregation("qty", "sum", ["30d"], field="qty"), Latest("price", "price")],
-)
 
 
 def _store(folder: Path) -> FeatureStore:
-    store = FeatureStore(folder / "project", definitions=[view], clock=lambda: to_micros(NOW))
-    store.apply()
-    return store
+    return orders_store(folder / "project")
 
 
 def _rows(n: int) -> list[dict[str, object]]:

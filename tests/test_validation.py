@@ -8,39 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
 from crmfs.storage.event_log import EVENT_TIME
 from crmfs.store import FeatureStore
-from crmfs.timestamps import from_micros, to_micros
-
-NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-customer = Entity("customer", join_key="customer_id")
+from crmfs.timestamps import from_micros
+from tests.orders_project import NOW, orders_store
 
 
 def _store(folder: Path, timezone: str | None = None) -> FeatureStore:
-    source = EventSource(
-        "orders",
-        schema={
-            "event_id": "string",
-            "ts": "timestamp",
-            "customer_id": "string",
-            "qty": "int",
-            "price": "float",
-        },
-        event_id="event_id",
-        event_time="ts",
-        timezone=timezone,
-        required=("customer_id",),
-    )
-    view = FeatureView(
-        "orders_view",
-        customer,
-        source,
-        [Aggregation("qty", "sum", ["30d"], field="qty"), Latest("price", "price")],
-    )
-    store = FeatureStore(folder, definitions=[view], clock=lambda: to_micros(NOW))
-    store.apply()
-    return store
+    return orders_store(folder, timezone)
 
 
 def test_each_bad_record_is_quarantined_with_its_reason(tmp_path: Path) -> None:
