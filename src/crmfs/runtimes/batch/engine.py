@@ -24,8 +24,6 @@ PitStrategy = Literal["auto", "range_join", "sorted"]
 # ``auto`` sorts (events + rows) once the rows reach a quarter of the events: below that,
 # joining each row to the events of its key inside the window is cheaper than the sort.
 SORTED_PLAN_EVENTS_PER_ROW = 4
-# The sorted plan runs a slice of the keys at a time, bounding its memory.
-SORTED_PLAN_ROWS_PER_PART = 250_000
 
 
 class DuckDBEngine:
@@ -51,6 +49,9 @@ class DuckDBEngine:
         # The sorted plan computes windows no longer than 1/share of the log's history by a
         # range join, which touches few events there (and spares a frame's cost).
         self.short_window_share = 8
+        # The sorted plan runs a slice of the keys at a time (about this many entity rows),
+        # bounding its memory.
+        self.sorted_rows_per_part = 250_000
 
     @contextmanager
     def _events_of(self, source: EventSource) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -105,7 +106,7 @@ class DuckDBEngine:
     def _sorted_point_in_time(
         self, db: duckdb.DuckDBPyConnection, plan: ViewPlan, rows: int
     ) -> pa.Table:
-        parts = max(1, -(-rows // SORTED_PLAN_ROWS_PER_PART))
+        parts = max(1, -(-rows // self.sorted_rows_per_part))
         joined = self._short_windows(db, plan)
         tables = [
             db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table()
