@@ -68,7 +68,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS quarantine_once ON quarantine (source, dedup_k
 DEFAULT_COMPACTION_GRACE_S = 600.0  # readers listing files before a compaction finish in time
 _COMPACT_AFTER = 48  # segments of one source before small ones are merged
 _SMALL_SEGMENT = 50_000
-_ID_CHUNK = 900  # below SQLite's default limit of bound parameters
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ class EventLog:
         with their ``_seq`` and ``_ingested_at_us``.
         """
         with self._transaction() as db:
-            keep = self._new_rows(db, source, event_ids)
+            keep = self._claim_ids(db, source, event_ids)
             duplicates = len(event_ids) - len(keep)
             last_seq = self._counter(db, "seq")
             ingested_at = max(now, self._counter(db, "ingested_at"))
@@ -189,9 +188,6 @@ class EventLog:
                 db.execute(
                     "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
                     (source, file, count, last_seq + 1, last_seq + count),
-                )
-                db.executemany(
-                    "INSERT INTO event_ids VALUES (?, ?)", ((source, event_ids[i]) for i in keep)
                 )
                 self._set_counter(db, "seq", last_seq + count)
                 self._set_counter(db, "ingested_at", ingested_at)
@@ -217,26 +213,28 @@ class EventLog:
         )
         return db.total_changes - before
 
-    def _new_rows(self, db: sqlite3.Connection, source: str, event_ids: Sequence[Any]) -> list[int]:
-        """Row positions of events not seen before (first occurrence within the batch)."""
+    def _claim_ids(
+        self, db: sqlite3.Connection, source: str, event_ids: Sequence[Any]
+    ) -> list[int]:
+        """Record the batch's unseen event ids; the row positions of their first occurrence.
+
+        One ``INSERT OR IGNORE ... RETURNING`` both checks and records the ids (passed as
+        one JSON array: ids are strings or ints): it returns the ids it inserted, the ones
+        not seen before. It runs in the append's transaction, so a failed append records none.
+        """
         unique = list(dict.fromkeys(event_ids))
-        seen: set[Any] = set()
-        for start in range(0, len(unique), _ID_CHUNK):
-            chunk = unique[start : start + _ID_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            seen.update(
-                row[0]
-                for row in db.execute(
-                    f"SELECT event_id FROM event_ids WHERE source = ? AND event_id IN ({marks})",
-                    (source, *chunk),
-                )
-            )
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO event_ids SELECT ?, value FROM json_each(?) RETURNING event_id",
+            (source, json.dumps(unique)),
+        )
+        new = {row[0] for row in cursor}
+        if len(new) == len(event_ids):
+            return list(range(len(event_ids)))
         keep: list[int] = []
         for pos, event_id in enumerate(event_ids):
-            if event_id in seen:
-                continue
-            seen.add(event_id)  # later copies within the batch are duplicates too
-            keep.append(pos)
+            if event_id in new:
+                new.discard(event_id)  # later copies within the batch are duplicates
+                keep.append(pos)
         return keep
 
     def _write_segment(self, source: str, table: pa.Table) -> str:
