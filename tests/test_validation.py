@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
+from crmfs.storage.event_log import EVENT_TIME
 from crmfs.store import FeatureStore
-from crmfs.timestamps import to_micros
-
-NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-customer = Entity("customer", join_key="customer_id")
+from crmfs.timestamps import from_micros
+from tests.orders_project import NOW, orders_store
 
 
 def _store(folder: Path, timezone: str | None = None) -> FeatureStore:
-    source = EventSource(
-        "orders",
-        schema={
-            "event_id": "string",
-            "ts": "timestamp",
-            "customer_id": "string",
-            "qty": "int",
-            "price": "float",
-        },
-        event_id="event_id",
-        event_time="ts",
-        timezone=timezone,
-        required=("customer_id",),
-    )
-    view = FeatureView(
-        "orders_view",
-        customer,
-        source,
-        [Aggregation("qty", "sum", ["30d"], field="qty"), Latest("price", "price")],
-    )
-    store = FeatureStore(folder, definitions=[view], clock=lambda: to_micros(NOW))
-    store.apply()
-    return store
+    return orders_store(folder, timezone)
 
 
 def test_each_bad_record_is_quarantined_with_its_reason(tmp_path: Path) -> None:
@@ -106,3 +83,62 @@ def test_pandas_and_arrow_inputs_and_idempotency(tmp_path: Path) -> None:
     assert (again.accepted, again.duplicates) == (0, 2)
     online = store.get_online_features(["orders_view:qty_30d"], [{"customer_id": "c1"}], now=NOW)
     assert online.values["orders_view:qty_30d"] == [3]
+
+
+PARIS_SUMMER = timezone(timedelta(hours=2))
+
+
+def _event_times(store: FeatureStore) -> dict[str, datetime]:
+    table = store.log.read("orders")
+    assert table is not None
+    return {
+        e: from_micros(t)
+        for e, t in zip(
+            table.column("event_id").to_pylist(), table.column(EVENT_TIME).to_pylist(), strict=True
+        )
+    }
+
+
+@pytest.mark.parametrize("aware_first", [True, False])
+def test_mixed_naive_and_aware_datetimes_take_the_source_timezone(
+    tmp_path: Path, aware_first: bool
+) -> None:
+    store = _store(tmp_path, timezone="Europe/Paris")
+    records = [
+        {"event_id": "aware", "ts": datetime(2026, 6, 1, 10, tzinfo=PARIS_SUMMER)},
+        {"event_id": "naive", "ts": datetime(2026, 6, 1, 11)},  # Paris local time
+        {"event_id": "utc", "ts": datetime(2026, 6, 1, 9, 30, tzinfo=UTC)},
+        {"event_id": "missing", "ts": None},
+    ]
+    if not aware_first:
+        records.reverse()
+    report = store.ingest("orders", [{**r, "customer_id": "c1"} for r in records])
+    assert (report.accepted, report.quarantined) == (3, 1)
+    assert _event_times(store) == {
+        "aware": datetime(2026, 6, 1, 8, tzinfo=UTC),
+        "naive": datetime(2026, 6, 1, 9, tzinfo=UTC),
+        "utc": datetime(2026, 6, 1, 9, 30, tzinfo=UTC),
+    }
+    [missing] = store.quarantine()
+    assert missing.reason == "ts: is required but missing"
+
+
+@pytest.mark.parametrize("aware_first", [True, False])
+def test_mixed_datetimes_without_a_source_timezone_reject_only_the_naive(
+    tmp_path: Path, aware_first: bool
+) -> None:
+    records = [
+        {"event_id": "aware", "ts": datetime(2026, 6, 1, 10, tzinfo=PARIS_SUMMER)},
+        {"event_id": "naive", "ts": datetime(2026, 6, 1, 11)},
+    ]
+    if not aware_first:
+        records.reverse()
+    rows = [{**r, "customer_id": "c1"} for r in records]
+    for name, batch in (("dicts", rows), ("pandas", pd.DataFrame(rows, dtype=object))):
+        store = _store(tmp_path / name)
+        store.ingest("orders", batch)
+        assert _event_times(store) == {"aware": datetime(2026, 6, 1, 8, tzinfo=UTC)}, name
+        [naive] = store.quarantine()
+        assert naive.record["event_id"] == "naive"
+        assert naive.field == "ts"
+        assert "is naive (no timezone) and the source declares no timezone" in naive.reason

@@ -15,7 +15,7 @@ from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
 from crmfs.ingestion.readers import Chunk, Records, read_file
 from crmfs.registry.changes import Change, ChangeKind
 from crmfs.registry.sqlite_registry import SqliteRegistry
-from crmfs.runtimes.batch.engine import DuckDBEngine
+from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy
 from crmfs.runtimes.gc_pause import gc_paused
 from crmfs.runtimes.streaming.processor import StreamProcessor
 from crmfs.runtimes.streaming.state import encoder
@@ -69,7 +69,12 @@ class FeatureStore:
             self.catalog = Catalog.of(definitions)
         data = self.config.data_dir
         self.registry = SqliteRegistry(data / "registry.db")
-        self.log = EventLog(data / "log")
+        grace = self.config.compaction_grace_s
+        self.log = (
+            EventLog(data / "log")
+            if grace is None
+            else EventLog(data / "log", compaction_grace_s=grace)
+        )
         self.online = SqliteOnlineStore(data / "online.db")
         engine_options = self.config.batch_engine
         self.engine = DuckDBEngine(
@@ -90,7 +95,7 @@ class FeatureStore:
 
     def apply(self) -> list[Change]:
         """Register the definitions; views with new versions are rebuilt from the log."""
-        old_plans = self._applied_plans(strict=False)
+        before = self.registry.applied()
         changes = self.registry.apply(self.catalog, self.clock())
         self._plans = None
         self._pipeline = None
@@ -100,24 +105,28 @@ class FeatureStore:
                 continue
             if change.change in (ChangeKind.ADD, ChangeKind.VALUES):
                 self.materialize(views=[change.name])
-            old = old_plans.get(change.name)
+            old = before.get((change.kind, change.name))
             if old is not None and change.change in (ChangeKind.VALUES, ChangeKind.REMOVE):
-                self.online.drop_table(old.table)
+                # The old version's definition may be gone from the code (a removal),
+                # so its table is named from the registry's record, not from a plan.
+                self.online.drop_table(_online_table(change.name, old.version))
         return changes
 
     def _applied_plans(self, strict: bool) -> dict[str, ViewPlan]:
         applied = self.registry.applied()
         plans: dict[str, ViewPlan] = {}
-        pending = []
-        for view in self.catalog.views.values():
+        pending: list[str] = []
+        for view in sorted(self.catalog.views.values(), key=lambda v: v.name):
             current = applied.get(("FeatureView", view.name))
-            if current is None or current.value_fp != fingerprint(view.value_spec()):
-                pending.append(view.name)
-                continue
-            plans[view.name] = plan_view(view, current.version)
+            if current is None:
+                pending.append(f"{view.name!r} (new, not applied)")
+            elif current.value_fp != fingerprint(view.value_spec()):
+                pending.append(f"{view.name!r} (values changed since v{current.version})")
+            else:
+                plans[view.name] = plan_view(view, current.version)
         if strict and pending:
             raise RegistryError(
-                f"feature views changed or new since the last apply: {', '.join(sorted(pending))};"
+                f"feature views differ from the registry: {', '.join(pending)};"
                 " run `crmfs plan` and `crmfs apply`"
             )
         return plans
@@ -250,10 +259,17 @@ class FeatureStore:
         *,
         as_served: bool = False,
         full_feature_names: bool = False,
+        strategy: PitStrategy = "auto",
     ) -> TrainingSet:
-        """A point-in-time-correct training set, computed by the batch runtime (DuckDB)."""
+        """A point-in-time-correct training set, computed by the batch runtime (DuckDB).
+
+        ``strategy`` picks the physical plan (``"range_join"`` or ``"sorted"``); the default
+        chooses by size. Every plan gives the same values.
+        """
         groups = [(plan, names) for plan, names, _ in self.resolve_features(features)]
-        return historical_features(self.engine, entity_df, groups, as_served, full_feature_names)
+        return historical_features(
+            self.engine, entity_df, groups, as_served, full_feature_names, strategy
+        )
 
     # -- backfill --------------------------------------------------------------------
 
@@ -298,3 +314,8 @@ class FeatureStore:
 
 def _key_type(plan: ViewPlan) -> Callable[[Any], EntityKey]:
     return int if plan.view.entity.dtype.value == "int" else str
+
+
+def _online_table(view: str, version: int) -> str:
+    """The online table of a view version; the same name as ``ViewPlan.table``."""
+    return f"{view}__v{version}"

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from crmfs.definitions import FieldType
 from crmfs.errors import EntityDataError
-from crmfs.runtimes.batch.engine import DuckDBEngine
+from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy
 from crmfs.transform.plan import ViewPlan
 
 TIMESTAMP_COLUMN = "event_timestamp"
@@ -68,6 +68,7 @@ def historical_features(
     requests: Sequence[tuple[ViewPlan, list[str]]],
     as_served: bool,
     full_feature_names: bool,
+    strategy: PitStrategy = "auto",
 ) -> TrainingSet:
     """Each entity row's features as of its ``event_timestamp``."""
     table = entity_table(entity_df)
@@ -85,7 +86,7 @@ def historical_features(
             )
         keys = table.column(join_key)
         entity_rows = pa.table({"__row": rows, "__key": keys, "__t": micros})
-        result = engine.point_in_time(plan, entity_rows, as_served)
+        result = engine.point_in_time(plan, entity_rows, as_served, strategy)
         types = {w.feature.name: w.feature.output_type for w in plan.windows}
         types.update({f.name: f.output_type for f in plan.latest})
         for name in names:

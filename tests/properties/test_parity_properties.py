@@ -223,10 +223,20 @@ def test_streaming_equals_batch_equals_reference(
                 "event_timestamp": [from_micros(t) for _ in KEYS for t in times],
             }
         )
-        offline = store.get_historical_features(entity_df, refs).to_df()
-        for i, (key, t) in enumerate((k, t) for k in KEYS for t in times):
-            expected = _reference(log, key, t, as_served=False)
-            assert {n: _clean(offline[n].iloc[i]) for n in names} == expected, (key, t)
+        # Both plans; the sorted one with windows over frames (share 10**9: no window is
+        # "short") and by joins (share 0: every window is), the latter in slices of keys.
+        for strategy, share, part in (
+            ("range_join", 8, 10**6),
+            ("sorted", 10**9, 10**6),
+            ("sorted", 0, 3),
+        ):
+            store.engine.short_window_share = share
+            store.engine.sorted_rows_per_part = part
+            offline = store.get_historical_features(entity_df, refs, strategy=strategy).to_df()
+            for i, (key, t) in enumerate((k, t) for k in KEYS for t in times):
+                expected = _reference(log, key, t, as_served=False)
+                got = {n: _clean(offline[n].iloc[i]) for n in names}
+                assert got == expected, (strategy, key, t)
         # A backfill from the log gives the same online values as streaming built.
         last = clock[0]
         before = store.get_online_features(

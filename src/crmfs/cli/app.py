@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crmfs.errors import ConfigError, CrmfsError
+from crmfs.timestamps import from_micros
 
 app = typer.Typer(
     help="crmfs: a feature store for recommenders on CRM data.",
@@ -110,6 +111,8 @@ def ingest(
         f"{report.received:,} received, {report.accepted:,} accepted, "
         f"{report.duplicates:,} duplicates, {report.quarantined:,} quarantined"
     )
+    if report.already_quarantined:
+        console.print(f"{report.already_quarantined:,} of them were already in the quarantine")
     if report.quarantined:
         console.print("see them with: crmfs quarantine")
 
@@ -118,10 +121,25 @@ def ingest(
 def quarantine(
     repo: Repo = Path("."),
     source: Annotated[str | None, typer.Option(help="Only this source")] = None,
-    limit: Annotated[int, typer.Option(help="Newest N records")] = 50,
+    limit: Annotated[int, typer.Option(help="Newest N records", min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
-    """List rejected records with their reasons."""
+    """List rejected records with their reasons, newest first."""
     records = _store(repo).quarantine(source, limit)
+    if as_json:
+        rows = [
+            {
+                "id": r.id,
+                "source": r.source,
+                "quarantined_at": from_micros(r.quarantined_at).isoformat(),
+                "field": r.field,
+                "reason": r.reason,
+                "record": r.record,
+            }
+            for r in records
+        ]
+        print(json.dumps(rows, default=str, indent=2))
+        return
     table = Table("id", "source", "field", "reason", "record")
     for r in records:
         table.add_row(

@@ -25,6 +25,7 @@ class IngestReport:
     accepted: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    already_quarantined: int = 0  # of ``quarantined``: rejected before, not stored again
     reasons: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: IngestReport) -> None:
@@ -32,8 +33,12 @@ class IngestReport:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.quarantined += other.quarantined
+        self.already_quarantined += other.already_quarantined
         for reason, count in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+
+UNPARSABLE = "unparsable"
 
 
 class IngestionPipeline:
@@ -86,11 +91,11 @@ class IngestionPipeline:
             accepted=result.accepted.num_rows,
             duplicates=result.duplicates,
             quarantined=result.quarantined,
+            already_quarantined=result.already_quarantined,
         )
         for r in rejected:
-            report.reasons[r.reason.split(":")[0]] = (
-                report.reasons.get(r.reason.split(":")[0], 0) + 1
-            )
+            key = r.field or UNPARSABLE  # by field; records that could not be read at all apart
+            report.reasons[key] = report.reasons.get(key, 0) + 1
         return report
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -25,7 +27,8 @@ def to_table(records: Records) -> pa.Table:
     if isinstance(records, pa.RecordBatch):
         return pa.Table.from_batches([records])
     if type(records).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(records, preserve_index=False)
+        table = pa.Table.from_pandas(records, preserve_index=False)
+        return _separate_naive_and_aware(table, lambda name: records[name].tolist())
     if isinstance(records, Mapping | str | bytes):
         raise IngestError("records must be a list of dicts, a pandas DataFrame or an Arrow table")
     rows = list(records)
@@ -33,9 +36,42 @@ def to_table(records: Records) -> pa.Table:
         if not isinstance(row, Mapping):
             raise IngestError(f"record {i} is a {type(row).__name__}, not a dict")
     try:
-        return pa.Table.from_pylist(rows)
+        table = pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return _mixed_types_table(rows)
+        table = _mixed_types_table(rows)
+    return _separate_naive_and_aware(table, lambda name: [row.get(name) for row in rows])
+
+
+def _separate_naive_and_aware(table: pa.Table, values_of: Callable[[str], list[Any]]) -> pa.Table:
+    """Timestamp columns mixing naive and aware datetimes become ISO text.
+
+    Arrow gives a whole column the timezone (or none) of its first value: naive values after
+    an aware one would be read as in that zone, aware ones after a naive one would lose their
+    offset. As text, validation decides value by value: naive values take the source's
+    timezone (or are rejected), aware ones are converted to UTC.
+    """
+    for index, name in enumerate(table.column_names):
+        if not pa.types.is_timestamp(table.schema.field(index).type):
+            continue
+        values = values_of(name)
+        if not _mixes_naive_and_aware(values):
+            continue
+        text = [v.isoformat() if isinstance(v, datetime) and v == v else None for v in values]
+        table = table.set_column(index, name, pa.array(text, pa.string()))
+    return table
+
+
+def _mixes_naive_and_aware(values: list[Any]) -> bool:
+    naive = aware = False
+    for value in values:
+        if isinstance(value, datetime) and value == value:  # pandas' NaT is a datetime
+            if value.utcoffset() is None:
+                naive = True
+            else:
+                aware = True
+            if naive and aware:
+                return True
+    return False
 
 
 def _mixed_types_table(rows: list[Mapping[str, Any]]) -> pa.Table:
@@ -65,17 +101,24 @@ class Chunk:
 
 
 def read_file(path: Path, source: EventSource, chunk_rows: int = 50_000) -> Iterator[Chunk]:
-    """Chunks of a CSV, JSON-lines or Parquet file, in order."""
+    """Chunks of a CSV, JSON-lines or Parquet file, in order, of at most ``chunk_rows`` rows."""
     if not path.exists():
         raise IngestError(f"file not found: {path}")
+    if not path.is_file():
+        raise IngestError(f"cannot ingest {path}: not a regular file")
+    if chunk_rows < 1:
+        raise IngestError(f"chunk_rows must be at least 1, got {chunk_rows}")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return _parquet(path, chunk_rows)
     if suffix == ".csv":
-        return _csv(path, source)
+        return _csv(path, chunk_rows)
     if suffix in (".jsonl", ".ndjson", ".json"):
         return _jsonl(path, chunk_rows)
-    raise IngestError(f"cannot ingest {path.name}: use .csv, .jsonl/.ndjson or .parquet")
+    raise IngestError(
+        f"cannot ingest {path.name}: unknown file type {suffix or '(none)'!r};"
+        " use .csv, .jsonl/.ndjson/.json (JSON lines) or .parquet"
+    )
 
 
 def _parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
@@ -90,24 +133,66 @@ def _parquet(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         yield Chunk(pa.Table.from_batches([batch]), done, total, "rows", [])
 
 
-def _csv(path: Path, source: EventSource) -> Iterator[Chunk]:
+def _csv(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     total = path.stat().st_size
-    # Every declared field is read as text so that type inference cannot differ between
-    # blocks; validation converts text to the declared types and explains failures.
-    convert = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in source.fields}, strings_can_be_null=True
-    )
+    bad: list[tuple[int, str, str]] = []
+
+    def invalid_row(row: Any) -> str:
+        # A row with too few or too many cells goes to the quarantine; the file goes on.
+        problem = f"expected {row.expected_columns} columns, got {row.actual_columns}"
+        bad.append((row.number or 0, row.text, problem))
+        return "skip"
+
     try:
-        reader = pacsv.open_csv(
-            path, read_options=pacsv.ReadOptions(block_size=8 << 20), convert_options=convert
-        )
-        done = 0
-        for batch in reader:
-            done = min(total, done + batch.nbytes)
-            yield Chunk(pa.Table.from_batches([batch]), done, total, "bytes", [])
+        with path.open("rb") as handle:
+            # Every column is read as text so that type inference cannot differ between
+            # blocks; validation converts text to the declared types and explains failures.
+            convert = pacsv.ConvertOptions(
+                column_types=dict.fromkeys(_csv_header(path, handle), pa.string()),
+                strings_can_be_null=True,
+            )
+            reader = pacsv.open_csv(
+                handle,
+                # One thread: bad rows then carry their line number, and the handle's
+                # position is what the reader has parsed (no readahead).
+                read_options=pacsv.ReadOptions(block_size=8 << 20, use_threads=False),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=invalid_row),
+                convert_options=convert,
+            )
+            done = 0
+            for batch in reader:
+                # Bytes the reader has consumed: exact at block ends, which is what a bar needs.
+                reached = min(total, handle.tell())
+                rows = batch.num_rows
+                for start in range(0, rows, chunk_rows):
+                    end = min(rows, start + chunk_rows)
+                    position = done + (reached - done) * end // rows
+                    lines, bad = bad, []
+                    yield Chunk(
+                        pa.Table.from_batches([batch.slice(start, end - start)]),
+                        position,
+                        total,
+                        "bytes",
+                        lines,
+                    )
+                done = reached
     except pa.ArrowInvalid as exc:
         raise IngestError(f"{path.name}: malformed CSV: {exc}") from exc
-    yield Chunk(pa.table({}), total, total, "bytes", [])
+    except OSError as exc:
+        raise IngestError(f"cannot read {path}: {exc}") from exc
+    yield Chunk(pa.table({}), total, total, "bytes", bad)
+
+
+def _csv_header(path: Path, handle: BinaryIO) -> list[str]:
+    first = handle.readline()
+    handle.seek(0)
+    try:
+        header = next(csv.reader([first.decode("utf-8-sig")]), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise IngestError(f"{path.name}: unreadable CSV header: {exc}") from exc
+    if not any(name.strip() for name in header):
+        raise IngestError(f"{path.name}: empty CSV, expected a header line with the field names")
+    return header
 
 
 def _jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
@@ -115,12 +200,20 @@ def _jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     rows: list[dict[str, Any]] = []
     bad: list[tuple[int, str, str]] = []
     done = 0
-    with path.open("rb") as handle:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise IngestError(f"cannot read {path}: {exc}") from exc
+    with handle:
         for number, line in enumerate(handle, start=1):
             done += len(line)
             text = line.strip()
             if not text:
                 continue
+            if text.startswith(b"[") and not rows and not bad:
+                raise IngestError(
+                    f"{path.name} holds a JSON array; crmfs reads JSON lines (one object per line)"
+                )
             try:
                 value = json.loads(text)
             except ValueError as exc:

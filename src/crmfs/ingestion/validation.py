@@ -54,7 +54,8 @@ def validate(source: EventSource, raw: pa.Table, now: int) -> Validated:
         originals = raw.take(pa.array(sorted(errors), type=pa.int64())).to_pylist()
         for i, original in zip(sorted(errors), originals, strict=True):
             field, problem = errors[i]
-            rejected.append(Rejected(field, f"{field}: {problem}", original))
+            event_id = original.get(source.event_id)
+            rejected.append(Rejected(field, f"{field}: {problem}", original, event_id))
         keep = [i for i in range(raw.num_rows) if i not in errors]
         table = table.take(pa.array(keep, type=pa.int64()))
     return Validated(table, table.column(source.event_id).to_pylist(), rejected)
@@ -152,8 +153,12 @@ def _to_int(value: Any, tz: str | None) -> int:
         try:
             return int(text)
         except ValueError:
-            # "3.0" is an int written as a float (mixed-type input is read as text).
-            return _to_int(float(text), tz)
+            pass
+        try:
+            number = float(text)  # "3.0" is an int written as a float (mixed input is text)
+        except ValueError:
+            raise ValueError("not a number") from None
+        return _to_int(number, tz)
     raise TypeError(f"expected an int, got {type(value).__name__}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -64,8 +65,16 @@ def all_definitions(catalog: Catalog) -> list[Definition]:
     ]
 
 
-def plan_changes(catalog: Catalog, applied: dict[tuple[str, str], Applied]) -> list[Change]:
-    """Compare definitions with what the registry holds."""
+def plan_changes(
+    catalog: Catalog,
+    applied: dict[tuple[str, str], Applied],
+    last_versions: Mapping[tuple[str, str], int] | None = None,
+) -> list[Change]:
+    """Compare definitions with what the registry holds.
+
+    ``last_versions`` are the highest versions ever recorded: a definition removed and
+    added again continues after its last version, so versions are never reused.
+    """
     changes: list[Change] = []
     seen: set[tuple[str, str]] = set()
     for definition in all_definitions(catalog):
@@ -75,7 +84,9 @@ def plan_changes(catalog: Catalog, applied: dict[tuple[str, str], Applied]) -> l
         value_fp, meta_fp = fingerprint(value), fingerprint(meta)
         current = applied.get(key)
         if current is None:
-            changes.append(Change(*key, ChangeKind.ADD, 1, "new"))
+            last = (last_versions or {}).get(key, 0)
+            detail = "new" if last == 0 else f"added again after v{last}"
+            changes.append(Change(*key, ChangeKind.ADD, last + 1, detail))
         elif current.value_fp != value_fp:
             changes.append(
                 Change(

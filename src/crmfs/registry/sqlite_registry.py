@@ -51,14 +51,21 @@ class SqliteRegistry:
         ).fetchall()
         return {(r[0], r[1]): Applied(*r) for r in rows}
 
+    def last_versions(self) -> dict[tuple[str, str], int]:
+        """The highest version ever recorded per definition, removed ones included."""
+        rows = self._db.execute(
+            "SELECT kind, name, max(version) FROM versions GROUP BY kind, name"
+        ).fetchall()
+        return {(r[0], r[1]): r[2] for r in rows}
+
     def plan(self, catalog: Catalog) -> list[Change]:
-        return plan_changes(catalog, self.applied())
+        return plan_changes(catalog, self.applied(), self.last_versions())
 
     def apply(self, catalog: Catalog, now: int) -> list[Change]:
         """Record the definitions; serialized by SQLite's write lock."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            changes = plan_changes(catalog, self.applied())
+            changes = plan_changes(catalog, self.applied(), self.last_versions())
             by_key = {(c.kind, c.name): c for c in changes}
             for definition in all_definitions(catalog):
                 change = by_key.get((kind_of(definition), definition.name))

@@ -5,6 +5,11 @@ Layout in the project's data folder::
     log.db                         catalogue: segments, event ids, quarantine, counters
     segments/<source>/<id>.parquet one file per committed batch (compacted over time)
 
+Compaction merges small segments into one and commits the swap in the catalogue; the files it
+replaced stay on disk for a grace period (``compaction_grace_s``, ten minutes by default), so a
+reader in another process that listed them just before, e.g. a DuckDB query, still reads them.
+They are deleted by a later compaction or the next open once the grace period is over.
+
 An append is one SQLite transaction (``synchronous=FULL``): the segment file is written,
 fsynced and renamed into place first, then the catalogue rows that make it visible (its
 segment row, its event ids, its quarantined records) commit together. A crash before the
@@ -15,12 +20,14 @@ event is recognised and dropped, also across crashes and retries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +57,17 @@ CREATE TABLE IF NOT EXISTS quarantine (
     field TEXT, reason TEXT NOT NULL, record TEXT NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS superseded (
+    file TEXT NOT NULL PRIMARY KEY, superseded_at REAL NOT NULL
+) STRICT;
 """
+# Added after the first release: logs created before it get the column on open.
+_QUARANTINE_KEY = """
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_once ON quarantine (source, dedup_key);
+"""
+DEFAULT_COMPACTION_GRACE_S = 600.0  # readers listing files before a compaction finish in time
 _COMPACT_AFTER = 48  # segments of one source before small ones are merged
 _SMALL_SEGMENT = 50_000
-_ID_CHUNK = 900  # below SQLite's default limit of bound parameters
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,17 @@ class Rejected:
     field: str | None
     reason: str
     record: dict[str, Any]
+    event_id: Any = None  # the record's event id, when it has a usable one
+
+    def dedup_key(self) -> str:
+        """Same key, same rejection: by (event id, reason), else by (whole record, reason)."""
+        basis = (
+            ["id", self.event_id, self.reason]
+            if self.event_id is not None
+            else ["record", self.record, self.reason]
+        )
+        text = json.dumps(basis, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -83,13 +108,23 @@ class AppendResult:
     duplicates: int
     quarantined: int
     ingested_at: int
+    already_quarantined: int = 0  # of ``quarantined``: rejected before, not stored again
 
 
 class EventLog:
     """Durable, append-only, idempotent storage of validated events."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        compaction_grace_s: float = DEFAULT_COMPACTION_GRACE_S,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``compaction_grace_s``: how long files replaced by a compaction stay readable."""
         self.root = root
+        self.compaction_grace_s = compaction_grace_s
+        self._wall_clock = wall_clock
         self.segment_dir = root / "segments"
         try:
             self.segment_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +135,10 @@ class EventLog:
             self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged batch survives a crash
             self._db.execute("PRAGMA busy_timeout=60000")
             self._db.executescript(_SCHEMA)
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(quarantine)")]
+            if "dedup_key" not in columns:
+                self._db.execute("ALTER TABLE quarantine ADD COLUMN dedup_key TEXT")
+            self._db.executescript(_QUARANTINE_KEY)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the event log at {root}: {exc}") from exc
         self._lock = threading.Lock()
@@ -133,7 +172,7 @@ class EventLog:
         with their ``_seq`` and ``_ingested_at_us``.
         """
         with self._transaction() as db:
-            keep = self._new_rows(db, source, event_ids)
+            keep = self._claim_ids(db, source, event_ids)
             duplicates = len(event_ids) - len(keep)
             last_seq = self._counter(db, "seq")
             ingested_at = max(now, self._counter(db, "ingested_at"))
@@ -150,43 +189,52 @@ class EventLog:
                     "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
                     (source, file, count, last_seq + 1, last_seq + count),
                 )
-                db.executemany(
-                    "INSERT INTO event_ids VALUES (?, ?)", ((source, event_ids[i]) for i in keep)
-                )
                 self._set_counter(db, "seq", last_seq + count)
                 self._set_counter(db, "ingested_at", ingested_at)
-            db.executemany(
-                "INSERT INTO quarantine (source, quarantined_at, field, reason, record)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    (source, now, r.field, r.reason, json.dumps(r.record, default=str))
-                    for r in rejected
-                ),
-            )
+            stored = self._quarantine(db, source, rejected, now)
         if count:
             self._maybe_compact(source)
-        return AppendResult(accepted, duplicates, len(rejected), ingested_at)
+        return AppendResult(
+            accepted, duplicates, len(rejected), ingested_at, len(rejected) - stored
+        )
 
-    def _new_rows(self, db: sqlite3.Connection, source: str, event_ids: Sequence[Any]) -> list[int]:
-        """Row positions of events not seen before (first occurrence within the batch)."""
+    def _quarantine(
+        self, db: sqlite3.Connection, source: str, rejected: Sequence[Rejected], now: int
+    ) -> int:
+        """Store rejected records not already quarantined; returns how many were new."""
+        before = db.total_changes
+        db.executemany(
+            "INSERT OR IGNORE INTO quarantine"
+            " (source, quarantined_at, field, reason, record, dedup_key) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (source, now, r.field, r.reason, json.dumps(r.record, default=str), r.dedup_key())
+                for r in rejected
+            ),
+        )
+        return db.total_changes - before
+
+    def _claim_ids(
+        self, db: sqlite3.Connection, source: str, event_ids: Sequence[Any]
+    ) -> list[int]:
+        """Record the batch's unseen event ids; the row positions of their first occurrence.
+
+        One ``INSERT OR IGNORE ... RETURNING`` both checks and records the ids (passed as
+        one JSON array: ids are strings or ints): it returns the ids it inserted, the ones
+        not seen before. It runs in the append's transaction, so a failed append records none.
+        """
         unique = list(dict.fromkeys(event_ids))
-        seen: set[Any] = set()
-        for start in range(0, len(unique), _ID_CHUNK):
-            chunk = unique[start : start + _ID_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            seen.update(
-                row[0]
-                for row in db.execute(
-                    f"SELECT event_id FROM event_ids WHERE source = ? AND event_id IN ({marks})",
-                    (source, *chunk),
-                )
-            )
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO event_ids SELECT ?, value FROM json_each(?) RETURNING event_id",
+            (source, json.dumps(unique)),
+        )
+        new = {row[0] for row in cursor}
+        if len(new) == len(event_ids):
+            return list(range(len(event_ids)))
         keep: list[int] = []
         for pos, event_id in enumerate(event_ids):
-            if event_id in seen:
-                continue
-            seen.add(event_id)  # later copies within the batch are duplicates too
-            keep.append(pos)
+            if event_id in new:
+                new.discard(event_id)  # later copies within the batch are duplicates
+                keep.append(pos)
         return keep
 
     def _write_segment(self, source: str, table: pa.Table) -> str:
@@ -279,6 +327,11 @@ class EventLog:
             # another process never mistakes it for a crash's leftover.
             name = self._write_segment(source, merged)
             db.executemany("DELETE FROM segments WHERE file = ?", ((f,) for f in files))
+            # Not deleted yet: a reader may hold a listing from before this commit.
+            now = self._wall_clock()
+            db.executemany(
+                "INSERT OR REPLACE INTO superseded VALUES (?, ?)", ((f, now) for f in files)
+            )
             db.execute(
                 "INSERT INTO segments VALUES (?, ?, ?, ?, ?)",
                 (
@@ -289,17 +342,34 @@ class EventLog:
                     pc.max(merged[SEQ]).as_py(),
                 ),
             )
-        for f in files:
-            (self.segment_dir / f).unlink(missing_ok=True)
+        self.remove_superseded()
+
+    def remove_superseded(self) -> int:
+        """Delete files compaction replaced more than the grace period ago; returns how many."""
+        deadline = self._wall_clock() - self.compaction_grace_s
+        with self._transaction() as db:
+            expired = [
+                row[0]
+                for row in db.execute(
+                    "SELECT file FROM superseded WHERE superseded_at <= ?", (deadline,)
+                )
+            ]
+            for file in expired:
+                (self.segment_dir / file).unlink(missing_ok=True)
+            db.executemany("DELETE FROM superseded WHERE file = ?", ((f,) for f in expired))
+        return len(expired)
 
     def _remove_orphans(self) -> None:
         """Delete segment files a crash left behind before their commit.
 
         Segment files are only written under the write lock, so holding it here means
-        any file not in the catalogue belongs to no live transaction.
+        any file not in the catalogue belongs to no live transaction. Files a compaction
+        superseded are kept until their grace period is over.
         """
+        self.remove_superseded()
         with self._transaction() as db:
             known = {row[0] for row in db.execute("SELECT file FROM segments")}
+            known.update(row[0] for row in db.execute("SELECT file FROM superseded"))
             for path in self.segment_dir.glob("*/*"):
                 if f"{path.parent.name}/{path.name}" not in known:
                     path.unlink(missing_ok=True)

@@ -5,19 +5,26 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from crmfs.definitions import EventSource, Function
 from crmfs.errors import StorageError
 from crmfs.runtimes.batch import sql
+from crmfs.runtimes.batch.sorted_pit import sorted_point_in_time_sql
 from crmfs.runtimes.streaming.state import State, new_state
 from crmfs.storage.arrow_schema import log_schema
-from crmfs.storage.event_log import EventLog
+from crmfs.storage.event_log import EVENT_TIME, EventLog
 from crmfs.transform.plan import ViewPlan
+
+PitStrategy = Literal["auto", "range_join", "sorted"]
+# ``auto`` sorts (events + rows) once the rows reach a quarter of the events: below that,
+# joining each row to the events of its key inside the window is cheaper than the sort.
+SORTED_PLAN_EVENTS_PER_ROW = 4
 
 
 class DuckDBEngine:
@@ -28,12 +35,24 @@ class DuckDBEngine:
     ) -> None:
         self.log = log
         self._db = duckdb.connect(":memory:")
-        if threads:
-            self._db.execute(f"SET threads = {int(threads)}")
-        if memory_limit:
-            self._db.execute(f"SET memory_limit = '{memory_limit}'")
+        try:
+            if threads:
+                self._db.execute(f"SET threads = {int(threads)}")
+            if memory_limit:
+                self._db.execute(f"SET memory_limit = {sql.literal(str(memory_limit))}")
+        except (ValueError, duckdb.Error) as exc:
+            raise StorageError(
+                f"batch engine settings threads={threads!r}, memory_limit={memory_limit!r}"
+                f" rejected: {exc}"
+            ) from exc
         self._db.execute("SET preserve_insertion_order = false")
         self._lock = threading.Lock()
+        # The sorted plan computes windows no longer than 1/share of the log's history by a
+        # range join, which touches few events there (and spares a frame's cost).
+        self.short_window_share = 8
+        # The sorted plan runs a slice of the keys at a time (about this many entity rows),
+        # bounding its memory.
+        self.sorted_rows_per_part = 250_000
 
     @contextmanager
     def _events_of(self, source: EventSource) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -55,15 +74,56 @@ class DuckDBEngine:
             except duckdb.Error as exc:
                 raise StorageError(f"batch query over {source.name!r} failed: {exc}") from exc
 
-    def point_in_time(self, plan: ViewPlan, entity_rows: pa.Table, as_served: bool) -> pa.Table:
-        """Feature columns (``plan.output_names``) for ``entity_rows(__row, __key, __t)``."""
+    def point_in_time(
+        self,
+        plan: ViewPlan,
+        entity_rows: pa.Table,
+        as_served: bool,
+        strategy: PitStrategy = "auto",
+    ) -> pa.Table:
+        """Feature columns (``plan.output_names``) for ``entity_rows(__row, __key, __t)``.
+
+        Two physical plans compute the same values (the property tests hold both to the
+        reference): ``range_join`` joins each row to its key's events in the widest window,
+        ``sorted`` sorts events and rows together and reads window frames (event time only).
+        ``auto`` takes ``sorted`` for event-time queries with many rows per event.
+        """
+        if as_served and strategy == "sorted":
+            raise ValueError("the sorted plan answers event-time queries only, not as_served")
         with self._events_of(plan.view.source) as db:
             db.register("entity_rows", entity_rows)
             try:
-                result = db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table()
+                if strategy == "sorted" or (
+                    strategy == "auto"
+                    and not as_served
+                    and entity_rows.num_rows * SORTED_PLAN_EVENTS_PER_ROW
+                    >= self.log.counts().get(plan.view.source.name, 0)
+                ):
+                    return self._sorted_point_in_time(db, plan, entity_rows.num_rows)
+                return db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table()
             finally:
                 db.unregister("entity_rows")
-        return result
+
+    def _sorted_point_in_time(
+        self, db: duckdb.DuckDBPyConnection, plan: ViewPlan, rows: int
+    ) -> pa.Table:
+        parts = max(1, -(-rows // self.sorted_rows_per_part))
+        joined = self._short_windows(db, plan)
+        tables = [
+            db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table()
+            for part in range(parts)
+        ]
+        return _in_row_order(pa.concat_tables(tables))
+
+    def _short_windows(self, db: duckdb.DuckDBPyConnection, plan: ViewPlan) -> frozenset[str]:
+        """Window features whose window is short next to the log's history."""
+        if not plan.windows:
+            return frozenset()
+        rows = db.execute(f"SELECT max({EVENT_TIME}) - min({EVENT_TIME}) FROM events").fetchall()
+        span = rows[0][0] or 0
+        return frozenset(
+            w.feature.name for w in plan.windows if w.window_us * self.short_window_share <= span
+        )
 
     def backfill(
         self, plan: ViewPlan, start_us: int, end_us: int, now: int, upto_seq: int
@@ -127,6 +187,23 @@ def _partials(function: Function, column: pa.ChunkedArray) -> list[Any]:
         return out
     values: list[Any] = array.to_pylist()
     return values
+
+
+def _in_row_order(table: pa.Table) -> pa.Table:
+    """``table`` sorted by ``__row``, a permutation of 0..n-1, one column at a time.
+
+    Each column is reordered and its source released before the next, so the copy costs
+    one column of memory rather than the whole table.
+    """
+    rows = table["__row"].to_numpy()
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = np.arange(len(rows), dtype=np.int64)
+    indices = pa.array(order)
+    columns: dict[str, pa.ChunkedArray] = {}
+    for name in table.column_names:
+        columns[name] = table[name].take(indices)
+        table = table.drop_columns([name])
+    return pa.table(columns)
 
 
 def _entries(column: pa.Array | pa.ChunkedArray) -> list[list[Any] | None]:

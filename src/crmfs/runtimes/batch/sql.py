@@ -80,7 +80,8 @@ def source_events_sql(plan: ViewPlan) -> str:
 _ORDER = "(CAST(__et AS HUGEINT) * 1000000000000 + __seq)"
 
 
-def _window_aggregate(w: PlannedWindow, in_window: str) -> str:
+def window_aggregate_sql(plan: ViewPlan, w: PlannedWindow, in_window: str) -> str:
+    """The aggregate of ``w`` over joined rows (``ev`` columns) where ``in_window`` holds."""
     f = w.feature
     v = quote("v_" + f.field) if f.field else None
     cond = in_window if v is None else f"{in_window} AND {v} IS NOT NULL"
@@ -103,6 +104,11 @@ def _window_aggregate(w: PlannedWindow, in_window: str) -> str:
         case Function.MAX:
             return f"max({v}) FILTER (WHERE {cond})"
         case Function.COUNT_DISTINCT:
+            if not _is_float(plan, f.field):
+                # DuckDB plans count(DISTINCT) as a separate pipeline over a materialized
+                # join; the distinct list of each row's values is cheaper. Floats keep
+                # count(DISTINCT) so that 0.0 and -0.0 stay one value, as in the algebra.
+                return f"coalesce(len(list_distinct(list({v}) FILTER (WHERE {cond}))), 0)"
             return f"count(DISTINCT {v}) FILTER (WHERE {cond})"
         case Function.LAST:
             return f"arg_max({v}, {_ORDER}) FILTER (WHERE {cond})"
@@ -145,19 +151,20 @@ def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
     aggregates = []
     for w in plan.windows:
         in_window = f"__et > {bounds[(w.window_us, w.hop_us)]}"
-        aggregates.append(f"{_window_aggregate(w, in_window)} AS {quote(w.feature.name)}")
-    for latest in plan.latest:
-        v = quote("v_" + latest.field)
+        aggregates.append(f"{window_aggregate_sql(plan, w, in_window)} AS {quote(w.feature.name)}")
+    if plan.latest:
+        # One aggregate for all latest values: the newest event's values, as a struct.
+        members = ", ".join(f"v{i} := {quote('v_' + f.field)}" for i, f in enumerate(plan.latest))
         cond = "TRUE" if plan.ttl_us is None else f"__et >= __t - {plan.ttl_us}"
         aggregates.append(
-            f"arg_max_null({v}, {_ORDER}) FILTER (WHERE {cond}) AS {quote(latest.name)}"
+            f"arg_max_null(struct_pack({members}), {_ORDER}) FILTER (WHERE {cond}) AS __latest"
         )
     outputs = []
     for w in plan.windows:
         name = quote(w.feature.name)
         empty = empty_value_sql(w)
         outputs.append(f"coalesce(a.{name}, {empty}) AS {name}" if empty else f"a.{name}")
-    outputs += [f"a.{quote(f.name)}" for f in plan.latest]
+    outputs += [f"a.__latest.v{i} AS {quote(f.name)}" for i, f in enumerate(plan.latest)]
     return f"""
 WITH ev AS ({source_events_sql(plan)}),
 q AS (SELECT __row, __key, __t{"".join(", " + c for c in bound_columns)} FROM entity_rows),

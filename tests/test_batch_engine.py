@@ -1,0 +1,100 @@
+"""Batch engine: plan choice, its guard rails, and settings checked before they reach DuckDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
+from crmfs.errors import StorageError
+from crmfs.runtimes.batch.engine import DuckDBEngine
+from crmfs.storage.event_log import EventLog
+from crmfs.store import FeatureStore
+from crmfs.timestamps import to_micros
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+customer = Entity("customer", join_key="customer_id")
+visits = EventSource(
+    "visits",
+    schema={"event_id": "string", "ts": "timestamp", "customer_id": "string", "page": "string"},
+    event_id="event_id",
+    event_time="ts",
+)
+VIEW = FeatureView(
+    "web",
+    customer,
+    visits,
+    features=[
+        Aggregation("visits", "count", ["1h", "1d"]),
+        Aggregation("pages", "count_distinct", ["1d"], field="page"),
+        Aggregation("recent_pages", "last_n", ["1d"], field="page", n=3),
+        Latest("last_page", "page"),
+    ],
+    ttl="2h",
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    clock = [to_micros(START + timedelta(days=1))]
+    store = FeatureStore(tmp_path, definitions=[VIEW], clock=lambda: clock[0])
+    store.apply()
+    store.ingest(
+        "visits",
+        [
+            {
+                "event_id": f"e{i}",
+                "ts": START + timedelta(minutes=7 * i),
+                "customer_id": f"c{i % 3}",
+                "page": f"p{i % 5}",
+            }
+            for i in range(60)
+        ],
+    )
+    return store
+
+
+def _entity_df(rows: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i % 4}" for i in range(rows)],  # c3 has no events
+            "event_timestamp": [START + timedelta(minutes=5 * i) for i in range(rows)],
+        }
+    )
+
+
+def test_plans_agree_row_for_row(store: FeatureStore) -> None:
+    features = [f"web:{name}" for name in VIEW.feature_names]
+    entity_df = _entity_df(120)
+    joined = store.get_historical_features(entity_df, features, strategy="range_join").to_df()
+    sorted_ = store.get_historical_features(entity_df, features, strategy="sorted").to_df()
+    store.engine.short_window_share = 0  # every window by a join
+    store.engine.sorted_rows_per_part = 7  # and in 18 slices of keys, put back in row order
+    sorted_joined = store.get_historical_features(entity_df, features, strategy="sorted").to_df()
+    auto = store.get_historical_features(entity_df, features).to_df()
+    pd.testing.assert_frame_equal(joined, sorted_)
+    pd.testing.assert_frame_equal(joined, sorted_joined)
+    pd.testing.assert_frame_equal(joined, auto)
+    assert joined["visits_1d"].max() > 0
+    assert joined["pages_1d"].max() > 1
+    unknown = joined[joined["customer_id"] == "c3"]
+    assert (unknown["visits_1h"] == 0).all()
+    assert unknown["last_page"].isna().all()
+    assert all(len(pages) == 0 for pages in unknown["recent_pages_1d"])
+
+
+def test_sorted_plan_refuses_as_served(store: FeatureStore) -> None:
+    with pytest.raises(ValueError, match="as_served"):
+        store.get_historical_features(
+            _entity_df(3), ["web:visits_1h"], as_served=True, strategy="sorted"
+        )
+
+
+def test_bad_engine_settings_are_refused(tmp_path: Path) -> None:
+    log = EventLog(tmp_path)
+    with pytest.raises(StorageError, match="memory_limit"):
+        DuckDBEngine(log, memory_limit="1GB'; DROP TABLE x; --")
+    log.close()

@@ -1,0 +1,110 @@
+"""Compaction keeps the files it replaced for a grace period, so readers mid-query do not fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from crmfs.errors import ConfigError
+from crmfs.storage.event_log import EVENT_TIME, SEQ, EventLog
+from crmfs.store import FeatureStore
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _append(log: EventLog, ids: list[str]) -> None:
+    events = pa.table(
+        {"event_id": ids, "qty": list(range(len(ids))), EVENT_TIME: [1_000] * len(ids)}
+    )
+    log.append("orders", events, ids, [], now=2_000)
+
+
+def _names(log: EventLog) -> list[str]:
+    return [f"{p.parent.name}/{p.name}" for p in log.segment_files("orders")]
+
+
+def _query(files: list[Path]) -> list[tuple[str, int]]:
+    """What a batch query over a listing of segment files returns (DuckDB, as the engine)."""
+    listing = ", ".join(f"'{f}'" for f in files)
+    sql = f"SELECT event_id, {SEQ} FROM read_parquet([{listing}]) ORDER BY {SEQ}"
+    return duckdb.sql(sql).fetchall()
+
+
+def test_a_reader_holding_the_old_listing_reads_through_a_compaction(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = EventLog(tmp_path / "log", compaction_grace_s=60, wall_clock=clock)
+    for batch in (["a", "b"], ["c"], ["d", "e"]):
+        _append(log, batch)
+    expected = [("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)]
+    listing = log.segment_files("orders")  # a reader lists the files ...
+    assert len(listing) == 3
+
+    log.compact("orders", _names(log))  # ... another writer compacts them ...
+    assert len(log.segment_files("orders")) == 1
+    assert _query(listing) == expected  # ... and the reader still reads the old files.
+    assert _query(log.segment_files("orders")) == expected
+
+    # Another process opening the log does not take them for a crash's leftovers.
+    other = EventLog(tmp_path / "log", compaction_grace_s=60, wall_clock=clock)
+    assert all(f.exists() for f in listing)
+    assert other.remove_superseded() == 0
+    other.close()
+
+    clock.now += 61  # once the grace period is over, they go
+    assert log.remove_superseded() == 3
+    assert not any(f.exists() for f in listing)
+    assert sorted(p.name for p in (tmp_path / "log" / "segments" / "orders").iterdir()) == [
+        log.segment_files("orders")[0].name
+    ]
+    assert _query(log.segment_files("orders")) == expected
+    log.close()
+
+
+def test_a_later_compaction_or_open_removes_expired_files(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = EventLog(tmp_path / "log", compaction_grace_s=60, wall_clock=clock)
+    for batch in (["a"], ["b"]):
+        _append(log, batch)
+    first = log.segment_files("orders")
+    log.compact("orders", _names(log))
+    clock.now += 30
+    for batch in (["c"], ["d"]):
+        _append(log, batch)
+    second = [f for f in log.segment_files("orders") if f not in first]
+    log.compact("orders", _names(log))
+    assert all(f.exists() for f in first + second)  # both still within their grace period
+
+    clock.now += 31  # the first compaction's files expire; the second's do not
+    _append(log, ["x"])
+    log.compact("orders", _names(log))
+    assert not any(f.exists() for f in first)
+    assert all(f.exists() for f in second)
+    log.close()
+
+    clock.now += 60
+    reopened = EventLog(tmp_path / "log", compaction_grace_s=60, wall_clock=clock)
+    assert not any(f.exists() for f in second)
+    table = reopened.read("orders")
+    assert table is not None
+    assert table.column("event_id").to_pylist() == ["a", "b", "c", "d", "x"]
+    reopened.close()
+
+
+def test_the_grace_period_is_set_in_the_project_file(tmp_path: Path) -> None:
+    (tmp_path / "definitions.py").write_text("")
+    (tmp_path / "crmfs.yaml").write_text("project: p\nevent_log: {compaction_grace: 2h}\n")
+    store = FeatureStore(tmp_path)
+    assert store.log.compaction_grace_s == 7200
+    store.close()
+    (tmp_path / "crmfs.yaml").write_text("project: p\nevent_log: {compaction_grace: soon}\n")
+    with pytest.raises(ConfigError, match=r"event_log\.compaction_grace: not a duration: 'soon'"):
+        FeatureStore(tmp_path)

@@ -1,0 +1,172 @@
+"""Registry edges: versions by fingerprint, rebuilds on apply, unapplied and removed views."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest, col
+from crmfs.errors import FeatureNotFound, RegistryError
+from crmfs.registry.changes import ChangeKind
+from crmfs.store import FeatureStore
+from crmfs.timestamps import to_micros
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+customer = Entity("customer", join_key="customer_id")
+orders = EventSource(
+    "orders",
+    schema={"event_id": "string", "ts": "timestamp", "customer_id": "string", "qty": "int"},
+    event_id="event_id",
+    event_time="ts",
+)
+EVENTS = [
+    {"event_id": "a", "ts": "2026-06-01T09:00:00Z", "customer_id": "c1", "qty": 2},
+    {"event_id": "b", "ts": "2026-06-01T10:00:00Z", "customer_id": "c1", "qty": 5},
+    {"event_id": "c", "ts": "2026-06-01T11:00:00Z", "customer_id": "c1", "qty": 0},
+]
+
+
+def _view(name: str = "activity", **changes: Any) -> FeatureView:
+    options: dict[str, Any] = {
+        "features": [Aggregation("qty", "sum", ["30d"], field="qty"), Latest("last_qty", "qty")],
+        "description": "orders per customer",
+        "owner": "recsys",
+    }
+    options.update(changes)
+    return FeatureView(name, customer, orders, **options)
+
+
+def _store(folder: Path, *definitions: object) -> FeatureStore:
+    return FeatureStore(folder, definitions=definitions, clock=lambda: to_micros(NOW))
+
+
+def _read(store: FeatureStore, ref: str) -> Any:
+    return store.get_online_features([ref], [{"customer_id": "c1"}], now=NOW).values[ref][0]
+
+
+def _changes(store: FeatureStore) -> dict[str, tuple[ChangeKind, int, bool]]:
+    return {c.name: (c.change, c.version, c.alters_values) for c in store.plan()}
+
+
+def test_value_change_makes_a_new_version_rebuilt_from_the_log(tmp_path: Path) -> None:
+    first = _store(tmp_path, _view())
+    first.apply()
+    first.ingest("orders", EVENTS)
+    assert _read(first, "activity:qty_30d") == 7
+    first.close()
+
+    # A filter changes values: a new version whose online state is rebuilt from the log.
+    second = _store(tmp_path, _view(filter=col("qty") > 2))
+    assert _changes(second)["activity"] == (ChangeKind.VALUES, 2, True)
+    applied = {c.name: c for c in second.apply()}
+    assert applied["activity"].version == 2
+    assert second.registry.version_of("FeatureView", "activity").version == 2  # type: ignore[union-attr]
+    assert [v for v, _, _ in second.registry.history("FeatureView", "activity")] == [1, 2]
+    assert _read(second, "activity:qty_30d") == 5  # only event b passes the filter
+    assert _read(second, "activity:last_qty") == 5
+    # The old version's online state is gone; the new one holds the customer.
+    assert second.online.tables() == {"activity__v2": 1}
+    # New events fold into the new version.
+    second.ingest(
+        "orders", [{"event_id": "d", "ts": "2026-06-01T11:30:00Z", "customer_id": "c1", "qty": 4}]
+    )
+    assert _read(second, "activity:qty_30d") == 9
+    assert second.plan() == []
+
+
+def test_metadata_change_keeps_the_version_and_the_online_state(tmp_path: Path) -> None:
+    first = _store(tmp_path, _view())
+    first.apply()
+    first.ingest("orders", EVENTS)
+    first.close()
+
+    edited = _view(description="edited", owner="growth", tags={"team": "growth"})
+    second = _store(tmp_path, edited)
+    # Reads work before the metadata edit is applied: values did not change.
+    assert _read(second, "activity:qty_30d") == 7
+    assert _changes(second) == {"activity": (ChangeKind.METADATA, 1, False)}
+    second.apply()
+    assert second.registry.version_of("FeatureView", "activity").version == 1  # type: ignore[union-attr]
+    assert [v for v, _, _ in second.registry.history("FeatureView", "activity")] == [1]
+    assert second.online.tables() == {"activity__v1": 1}
+    assert _read(second, "activity:qty_30d") == 7
+    assert second.plan() == []
+
+
+def test_plan_reports_every_kind_of_change(tmp_path: Path) -> None:
+    first = _store(tmp_path, _view("kept"), _view("edited"), _view("changed"), _view("gone"))
+    assert {c.change for c in first.plan()} == {ChangeKind.ADD}
+    first.apply()
+    first.close()
+
+    second = _store(
+        tmp_path,
+        _view("kept"),
+        _view("edited", description="new words"),
+        _view("changed", features=[Aggregation("qty", "sum", ["7d"], field="qty")]),
+        _view("added"),
+    )
+    changes = _changes(second)
+    assert "kept" not in changes
+    assert changes["edited"] == (ChangeKind.METADATA, 1, False)
+    assert changes["changed"] == (ChangeKind.VALUES, 2, True)
+    assert changes["added"] == (ChangeKind.ADD, 1, True)
+    assert changes["gone"] == (ChangeKind.REMOVE, 1, True)
+    # plan is a dry run: nothing was recorded.
+    assert second.registry.version_of("FeatureView", "changed").version == 1  # type: ignore[union-attr]
+    assert second.registry.version_of("FeatureView", "added") is None
+
+
+def test_unapplied_value_change_is_refused_naming_the_view(tmp_path: Path) -> None:
+    first = _store(tmp_path, _view())
+    first.apply()
+    first.ingest("orders", EVENTS)
+    first.close()
+
+    second = _store(tmp_path, _view(features=[Aggregation("qty", "max", ["30d"], field="qty")]))
+    with pytest.raises(RegistryError, match=r"'activity' \(values changed since v1\).*crmfs apply"):
+        second.ingest("orders", EVENTS)
+    with pytest.raises(RegistryError, match="'activity'"):
+        _read(second, "activity:qty_30d")
+    with pytest.raises(RegistryError, match="'activity'"):
+        second.materialize()
+    assert second.log.counts() == {"orders": 3}  # the refused ingest stored nothing
+    second.apply()
+    assert _read(second, "activity:qty_30d") == 5  # now the max, not the sum
+
+
+def test_new_view_not_applied_is_refused(tmp_path: Path) -> None:
+    first = _store(tmp_path, _view())
+    first.apply()
+    first.close()
+    second = _store(tmp_path, _view(), _view("extra"))
+    with pytest.raises(RegistryError, match=r"'extra' \(new, not applied\)"):
+        second.ingest("orders", EVENTS)
+
+
+def test_removed_view_is_dropped_and_can_come_back(tmp_path: Path) -> None:
+    first = _store(tmp_path, _view(), _view("other"))
+    first.apply()
+    first.ingest("orders", EVENTS)
+    assert set(first.online.tables()) == {"activity__v1", "other__v1"}
+    first.close()
+
+    second = _store(tmp_path, _view())
+    assert _changes(second) == {"other": (ChangeKind.REMOVE, 1, True)}
+    second.apply()
+    assert second.registry.version_of("FeatureView", "other") is None
+    assert set(second.online.tables()) == {"activity__v1"}
+    with pytest.raises(FeatureNotFound, match="other:qty_30d"):
+        _read(second, "other:qty_30d")
+    assert _read(second, "activity:qty_30d") == 7
+    second.close()
+
+    # Re-added later, it gets a version after the last one and is rebuilt from the log.
+    third = _store(tmp_path, _view(), _view("other"))
+    assert _changes(third) == {"other": (ChangeKind.ADD, 2, True)}
+    third.apply()
+    assert third.registry.version_of("FeatureView", "other").version == 2  # type: ignore[union-attr]
+    assert _read(third, "other:qty_30d") == 7
