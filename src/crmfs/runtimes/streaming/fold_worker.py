@@ -20,6 +20,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from multiprocessing.connection import Connection
@@ -61,6 +62,9 @@ class FoldWorker:
             os.close(child_writes)
         self._requests = Connection(parent_writes, readable=False)
         self._results = Connection(parent_reads, writable=False)
+        self._finalizer = weakref.finalize(
+            self, _stop, self._requests, self._results, self._process
+        )
         self._requests.send((open_online, list(plans)))
 
     @property
@@ -89,15 +93,20 @@ class FoldWorker:
         return blobs
 
     def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._requests.send(None)
-        self._requests.close()
-        try:
-            self._process.wait(_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(_STOP_TIMEOUT_S)
-        self._results.close()
+        self._finalizer()
+
+
+def _stop(requests: Connection, results: Connection, process: subprocess.Popen[bytes]) -> None:
+    """Ask the worker to exit (or kill it) and close the pipes; also run at interpreter exit."""
+    with contextlib.suppress(OSError, ValueError):
+        requests.send(None)
+    requests.close()
+    try:
+        process.wait(_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(_STOP_TIMEOUT_S)
+    results.close()
 
 
 def split_by_key(events: pa.Table, key: str) -> tuple[pa.Table, pa.Table]:
