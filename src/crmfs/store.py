@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +100,7 @@ class FeatureStore:
         before = self.registry.applied()
         changes = self.registry.apply(self.catalog, self.clock())
         self._plans = None
-        self._pipeline = None
+        self._drop_pipeline()
         self._requests.clear()
         for change in changes:
             if change.kind != "FeatureView":
@@ -140,9 +142,23 @@ class FeatureStore:
     @property
     def pipeline(self) -> IngestionPipeline:
         if self._pipeline is None:
-            processor = StreamProcessor(self.online, list(self.plans().values()))
+            processor = StreamProcessor(
+                self.online, list(self.plans().values()), worker_online=self._worker_online()
+            )
             self._pipeline = IngestionPipeline(self.catalog, self.log, processor, self.clock)
         return self._pipeline
+
+    def _worker_online(self) -> Callable[[], SqliteOnlineStore] | None:
+        """How a fold worker opens the online store; None folds on one core only."""
+        wanted = self.config.online_store.get("parallel_fold", True)
+        if not wanted or (os.cpu_count() or 1) < 2:
+            return None
+        return partial(SqliteOnlineStore, self.online.path)
+
+    def _drop_pipeline(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.processor.close()
+        self._pipeline = None
 
     # -- ingestion -------------------------------------------------------------------
 
@@ -307,6 +323,7 @@ class FeatureStore:
         return reports
 
     def close(self) -> None:
+        self._drop_pipeline()
         self.log.close()
         self.online.close()
         self.registry.close()

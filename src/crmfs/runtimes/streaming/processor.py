@@ -14,22 +14,42 @@ from functools import partial
 import pyarrow as pa
 
 from crmfs.runtimes.streaming.fold import ViewFold
+from crmfs.runtimes.streaming.fold_worker import (
+    FoldWorker,
+    FoldWorkerError,
+    OnlineOpener,
+    split_by_key,
+)
 from crmfs.storage.event_log import INGESTED_AT, SEQ, EventLog
 from crmfs.storage.ports import EntityKey, OnlineStore, Watermark, WatermarkMoved
 from crmfs.transform.plan import ViewPlan
 
 Updates = dict[str, dict[EntityKey, bytes]]
 _MAX_RETRIES = 20
+# Batches from this size are folded on two cores (a share by a worker process); below it, the
+# round trip to the worker costs more than it saves.
+PARALLEL_FOLD_MIN_ROWS = 4_000
 
 
 class StreamProcessor:
     """Folds batches of events into the tiles of every view of their source."""
 
-    def __init__(self, online: OnlineStore, plans: Sequence[ViewPlan]) -> None:
+    def __init__(
+        self,
+        online: OnlineStore,
+        plans: Sequence[ViewPlan],
+        worker_online: OnlineOpener | None = None,
+    ) -> None:
+        """``worker_online`` opens the online store in another process: with it, large
+        batches are folded on two cores (see ``fold_worker``)."""
         self.online = online
-        self._by_source: dict[str, list[ViewFold]] = {}
-        for plan in plans:
-            self._by_source.setdefault(plan.view.source.name, []).append(ViewFold(plan))
+        self._plans = list(plans)
+        self._folds = [ViewFold(plan) for plan in self._plans]
+        self._by_source: dict[str, list[int]] = {}
+        for index, plan in enumerate(self._plans):
+            self._by_source.setdefault(plan.view.source.name, []).append(index)
+        self._worker_online = worker_online
+        self._worker: FoldWorker | None = None
 
     def apply_committed(self, source: str, batch: pa.Table, log: EventLog) -> None:
         """Apply a batch just committed to the log; falls back to ``catch_up`` if behind."""
@@ -51,10 +71,48 @@ class StreamProcessor:
     def fold(self, source: str, events: pa.Table, now: int) -> Updates:
         """New state blobs of every view of ``source`` after folding in ``events``."""
         updates: Updates = {}
-        for view in self._by_source.get(source, []):
-            table = view.plan.table
-            updates[table] = view.fold(events, now, partial(self.online.read, table))
+        for index in self._by_source.get(source, []):
+            view = self._folds[index]
+            read = partial(self.online.read, view.plan.table)
+            worker = self._fold_worker() if events.num_rows >= PARALLEL_FOLD_MIN_ROWS else None
+            if worker is None:
+                updates[view.plan.table] = view.fold(events, now, read)
+                continue
+            mine, theirs = split_by_key(events, view.plan.view.key)
+            try:
+                worker.submit(index, theirs, now)
+            except FoldWorkerError:
+                self._drop_worker()
+                updates[view.plan.table] = view.fold(events, now, read)
+                continue
+            blobs = view.fold(mine, now, read)
+            try:
+                blobs.update(worker.result())
+            except FoldWorkerError:
+                self._drop_worker()
+                blobs.update(view.fold(theirs, now, read))
+            updates[view.plan.table] = blobs
         return updates
+
+    def _fold_worker(self) -> FoldWorker | None:
+        if self._worker is None and self._worker_online is not None:
+            try:
+                self._worker = FoldWorker(self._worker_online, self._plans)
+            except OSError:
+                self._worker_online = None  # no second process here: fold on one core
+        return self._worker
+
+    def _drop_worker(self) -> None:
+        """Stop using a worker that failed; later batches fold in this process."""
+        if self._worker is not None:
+            self._worker.close()
+        self._worker = None
+        self._worker_online = None
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     def catch_up(self, log: EventLog) -> int:
         """Apply every committed event the online store has not seen; returns how many."""

@@ -1,0 +1,149 @@
+"""A second process that folds a share of each large batch, so a fold uses two cores.
+
+The fold is pure Python, so one process folds on one core. For a large batch the processor
+splits each view's entities in two by key: it folds one share itself while a ``FoldWorker``
+folds the other, reading the same online store. The two sets of new states are disjoint (an
+entity falls in one share only), and the processor writes them together, in the one
+transaction that also moves the watermark; so exactly-once and crash safety are those of a
+fold in one process. A worker that fails or dies only makes the processor fold that share
+itself, and stop using the worker.
+
+The worker is a fresh interpreter running this module (``python -m``), not a fork (the parent
+may hold DuckDB and SQLite threads) nor a multiprocessing spawn (which would import the
+caller's main script again). It talks over two pipes and exits when asked, or when its parent
+is gone and the request pipe closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import weakref
+from collections.abc import Callable, Sequence
+from functools import partial
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crmfs.runtimes.streaming.fold import ViewFold
+from crmfs.storage.ports import EntityKey, OnlineStore
+from crmfs.transform.plan import ViewPlan
+
+OnlineOpener = Callable[[], OnlineStore]
+_STOP_TIMEOUT_S = 5.0
+
+
+class FoldWorkerError(RuntimeError):
+    """The worker could not fold its share; the caller folds it itself."""
+
+
+class FoldWorker:
+    """One worker process folding shares of batches for the views of ``plans``."""
+
+    def __init__(self, open_online: OnlineOpener, plans: Sequence[ViewPlan]) -> None:
+        child_reads, parent_writes = os.pipe()
+        parent_reads, child_writes = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(child_reads), str(child_writes)],
+                pass_fds=(child_reads, child_writes),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            os.close(parent_writes)
+            os.close(parent_reads)
+            raise
+        finally:
+            os.close(child_reads)  # the child's ends live on in the child only
+            os.close(child_writes)
+        self._requests = Connection(parent_writes, readable=False)
+        self._results = Connection(parent_reads, writable=False)
+        self._finalizer = weakref.finalize(
+            self, _stop, self._requests, self._results, self._process
+        )
+        self._requests.send((open_online, list(plans)))
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def submit(self, view: int, events: pa.Table, now: int) -> None:
+        """Start folding ``events`` into the states of ``plans[view]`` (see ``result``)."""
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, events.schema) as writer:
+            writer.write_table(events)
+        try:
+            self._requests.send((view, now, sink.getvalue().to_pybytes()))
+        except (OSError, ValueError) as exc:
+            raise FoldWorkerError(f"fold worker unreachable: {exc}") from exc
+
+    def result(self) -> dict[EntityKey, bytes]:
+        """The new state blobs of the share last submitted."""
+        try:
+            status, payload = self._results.recv()
+        except (EOFError, OSError) as exc:
+            raise FoldWorkerError(f"fold worker gone: {exc!r}") from exc
+        if status != "ok":
+            raise FoldWorkerError(str(payload))
+        blobs: dict[EntityKey, bytes] = payload
+        return blobs
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _stop(requests: Connection, results: Connection, process: subprocess.Popen[bytes]) -> None:
+    """Ask the worker to exit (or kill it) and close the pipes; also run at interpreter exit."""
+    with contextlib.suppress(OSError, ValueError):
+        requests.send(None)
+    requests.close()
+    try:
+        process.wait(_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(_STOP_TIMEOUT_S)
+    results.close()
+
+
+def split_by_key(events: pa.Table, key: str) -> tuple[pa.Table, pa.Table]:
+    """Two tables of ``events`` whose keys do not overlap, each in log order.
+
+    Rows without a key go nowhere: no view can place them.
+    """
+    codes = pc.dictionary_encode(events[key]).combine_chunks().indices
+    even = pc.equal(pc.bit_wise_and(codes, 1), 0)
+    return events.filter(even), events.filter(pc.invert(even))
+
+
+def _serve(requests: Connection, results: Connection) -> None:
+    open_online, plans = requests.recv()
+    online: OnlineStore = open_online()
+    folds = [ViewFold(plan) for plan in plans]
+    try:
+        while True:
+            try:
+                message: Any = requests.recv()
+            except (EOFError, OSError):
+                return  # the parent is gone
+            if message is None:
+                return
+            view, now, data = message
+            try:
+                events = pa.ipc.open_stream(data).read_all()
+                fold = folds[view]
+                blobs = fold.fold(events, now, partial(online.read, fold.plan.table))
+                results.send(("ok", blobs))
+            except Exception as exc:  # reported to the parent, which folds the share itself
+                results.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        online.close()
+
+
+if __name__ == "__main__":
+    _serve(
+        Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False)
+    )
