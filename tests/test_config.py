@@ -77,7 +77,11 @@ def test_a_valid_project_loads(tmp_path: Path) -> None:
         ),
         (
             "project: shop\nonline_store: {type: sqlite, path: x.db}\n",
-            ["online_store.path is not an option of 'sqlite'; its options: none"],
+            ["online_store.path is not an option of 'sqlite'; its options: parallel_fold"],
+        ),
+        (
+            "project: shop\nonline_store: {type: sqlite, parallel_fold: maybe}\n",
+            ["online_store.parallel_fold 'maybe' must be true or false"],
         ),
         ("project: shop\ndata_dir: 5\n", ["'data_dir' must be a path", "got 5"]),
     ],

@@ -151,7 +151,11 @@ def _memory_size(value: object) -> str | None:
     return "must be a size such as '4GB' or '512MiB'"
 
 
-ONLINE_STORES: dict[str, dict[str, OptionCheck]] = {"sqlite": {}}
+def _boolean(value: object) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+ONLINE_STORES: dict[str, dict[str, OptionCheck]] = {"sqlite": {"parallel_fold": _boolean}}
 REGISTRIES: dict[str, dict[str, OptionCheck]] = {"sqlite": {}}
 BATCH_ENGINES: dict[str, dict[str, OptionCheck]] = {
     "duckdb": {"threads": _positive_int, "memory_limit": _memory_size}
