@@ -71,13 +71,19 @@ class FoldWorker:
     def pid(self) -> int:
         return self._process.pid
 
-    def submit(self, view: int, events: pa.Table, now: int) -> None:
-        """Start folding ``events`` into the states of ``plans[view]`` (see ``result``)."""
+    def submit(
+        self, view: int, events: pa.Table, now: int, states: dict[EntityKey, bytes | None]
+    ) -> None:
+        """Start folding ``events`` into the states of ``plans[view]`` (see ``result``).
+
+        ``states`` are the current blobs of the share's entities (None: no state yet), which
+        the caller usually has in its cache; the worker reads any other key from the store.
+        """
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, events.schema) as writer:
             writer.write_table(events)
         try:
-            self._requests.send((view, now, sink.getvalue().to_pybytes()))
+            self._requests.send((view, now, sink.getvalue().to_pybytes(), states))
         except (OSError, ValueError) as exc:
             raise FoldWorkerError(f"fold worker unreachable: {exc}") from exc
 
@@ -131,16 +137,29 @@ def _serve(requests: Connection, results: Connection) -> None:
                 return  # the parent is gone
             if message is None:
                 return
-            view, now, data = message
+            view, now, data, states = message
             try:
                 events = pa.ipc.open_stream(data).read_all()
                 fold = folds[view]
-                blobs = fold.fold(events, now, partial(online.read, fold.plan.table))
+                read = partial(_read_given, states, partial(online.read, fold.plan.table))
+                blobs = fold.fold(events, now, read)
                 results.send(("ok", blobs))
             except Exception as exc:  # reported to the parent, which folds the share itself
                 results.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         online.close()
+
+
+def _read_given(
+    given: dict[EntityKey, bytes | None],
+    read: Callable[[list[EntityKey]], list[bytes | None]],
+    keys: list[EntityKey],
+) -> list[bytes | None]:
+    """Blobs of ``keys`` from those the parent sent, the store for any it did not."""
+    missing = [key for key in keys if key not in given]
+    if missing:
+        given = {**given, **dict(zip(missing, read(missing), strict=True))}
+    return [given[key] for key in keys]
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from functools import partial
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crmfs.runtimes.streaming.fold import ViewFold
 from crmfs.runtimes.streaming.fold_worker import (
@@ -79,8 +80,10 @@ class StreamProcessor:
                 updates[view.plan.table] = view.fold(events, now, read)
                 continue
             mine, theirs = split_by_key(events, view.plan.view.key)
+            keys = pc.unique(theirs[view.plan.view.key]).drop_null().to_pylist()
+            states = dict(zip(keys, self.online.read(view.plan.table, keys), strict=True))
             try:
-                worker.submit(index, theirs, now)
+                worker.submit(index, theirs, now, states)
             except FoldWorkerError:
                 self._drop_worker()
                 updates[view.plan.table] = view.fold(events, now, read)
