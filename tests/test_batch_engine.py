@@ -98,3 +98,25 @@ def test_bad_engine_settings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="memory_limit"):
         DuckDBEngine(log, memory_limit="1GB'; DROP TABLE x; --")
     log.close()
+
+
+def test_backfill_keeps_entities_whose_tiles_aged_out(tmp_path: Path) -> None:
+    """A view without latest values: after a backfill, an entity whose tiles all aged out is
+    still known (count 0, fresh), as streaming left it, not missing."""
+    view = FeatureView("web", customer, visits, [Aggregation("visits", "count", ["1h"])])
+    clock = [to_micros(START + timedelta(minutes=10))]
+    store = FeatureStore(tmp_path, definitions=[view], clock=lambda: clock[0])
+    store.apply()
+    store.ingest("visits", [{"event_id": "e1", "ts": START, "customer_id": "c1", "page": "p"}])
+    clock[0] = to_micros(START + timedelta(days=2))
+    store.ingest(  # moves the stream on: c1's tile is pruned
+        "visits",
+        [{"event_id": "e2", "ts": START + timedelta(days=2), "customer_id": "c2", "page": "p"}],
+    )
+    at = START + timedelta(days=2, minutes=1)
+    before = store.get_online_features(["web:visits_1h"], [{"customer_id": "c1"}], now=at)
+    store.materialize()
+    after = store.get_online_features(["web:visits_1h"], [{"customer_id": "c1"}], now=at)
+    assert before.values == after.values == {"web:visits_1h": [0]}
+    assert before.statuses == after.statuses == {"web:visits_1h": ["fresh"]}
+    store.close()

@@ -164,6 +164,11 @@ class DuckDBEngine:
                     if state is None:
                         state = states[key] = new_state(plan)
                     state[1] = list(entries)
+            else:  # without latest values, entities whose tiles all aged out are still known
+                keys = db.sql(sql.entity_keys_sql(plan, start_us, end_us, upto_seq))
+                for key in keys.to_arrow_table().column(0).to_pylist():
+                    if key not in states:
+                        states[key] = new_state(plan)
         return states
 
 

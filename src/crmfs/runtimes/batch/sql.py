@@ -248,3 +248,13 @@ WHERE __et >= {start_us} AND __et < {end_us} AND __seq <= {upto_seq}
 GROUP BY __key
 ORDER BY __key
 """.strip()
+
+
+def entity_keys_sql(plan: ViewPlan, start_us: int, end_us: int, upto_seq: int) -> str:
+    """Every entity with an event of the view in the range, tiles or not (as streaming keeps
+    the state of an entity whose tiles have all aged out)."""
+    return f"""
+WITH ev AS ({source_events_sql(plan)})
+SELECT DISTINCT __key FROM ev
+WHERE __et >= {start_us} AND __et < {end_us} AND __seq <= {upto_seq}
+""".strip()
