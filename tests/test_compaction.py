@@ -108,3 +108,22 @@ def test_the_grace_period_is_set_in_the_project_file(tmp_path: Path) -> None:
     (tmp_path / "crmfs.yaml").write_text("project: p\nevent_log: {compaction_grace: soon}\n")
     with pytest.raises(ConfigError, match=r"event_log\.compaction_grace: not a duration: 'soon'"):
         FeatureStore(tmp_path)
+
+
+def test_tiny_segments_merge_among_themselves(tmp_path: Path) -> None:
+    """Single-event ingests merge cheaply: the batch segments stay as they are."""
+    log = EventLog(tmp_path / "log")
+    for batch in range(3):
+        _append(log, [f"b{batch}-{i}" for i in range(2_000)])  # batch-sized segments
+    big = set(_names(log))
+    for i in range(49):  # one more tiny segment than the tier holds
+        _append(log, [f"t{i}"])
+    names = _names(log)
+    assert big <= set(names)  # untouched
+    tiny = [name for name in names if name not in big]
+    assert len(tiny) == 1  # the 49 tiny segments became one
+    stored = log.read("orders")
+    assert stored is not None
+    assert stored.num_rows == 3 * 2_000 + 49
+    assert stored[SEQ].to_pylist() == list(range(1, 3 * 2_000 + 50))
+    log.close()

@@ -66,8 +66,11 @@ _QUARANTINE_KEY = """
 CREATE UNIQUE INDEX IF NOT EXISTS quarantine_once ON quarantine (source, dedup_key);
 """
 DEFAULT_COMPACTION_GRACE_S = 600.0  # readers listing files before a compaction finish in time
-_COMPACT_AFTER = 48  # segments of one source before small ones are merged
-_SMALL_SEGMENT = 50_000
+# Segments are merged a size tier at a time, once a tier holds more than _COMPACT_AFTER of
+# one source's segments: single-event ingests make tiny segments whose merges stay cheap
+# (no latency spike for them), and batch segments are merged rarely, many at once.
+_COMPACT_AFTER = 48
+_SEGMENT_TIERS = (1_000, 50_000)  # upper bounds (rows) of the tiers that get merged
 
 
 @dataclass(frozen=True)
@@ -312,9 +315,13 @@ class EventLog:
         rows = self._db.execute(
             "SELECT file, rows FROM segments WHERE source = ? ORDER BY min_seq", (source,)
         ).fetchall()
-        small = [file for file, count in rows if count < _SMALL_SEGMENT]
-        if len(rows) > _COMPACT_AFTER and len(small) > 1:
-            self.compact(source, small)
+        lower = 0
+        for upper in _SEGMENT_TIERS:
+            tier = [file for file, count in rows if lower <= count < upper]
+            if len(tier) > _COMPACT_AFTER:
+                self.compact(source, tier)
+                return
+            lower = upper
 
     def compact(self, source: str, files: list[str]) -> None:
         """Merge segments into one; readers see either the old files or the new one."""
