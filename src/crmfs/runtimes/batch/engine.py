@@ -100,7 +100,8 @@ class DuckDBEngine:
                     >= self.log.counts().get(plan.view.source.name, 0)
                 ):
                     return self._sorted_point_in_time(db, plan, entity_rows.num_rows)
-                return db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table()
+                table = db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table()
+                return _in_row_order(table)
             finally:
                 db.unregister("entity_rows")
 

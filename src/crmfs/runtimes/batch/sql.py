@@ -130,7 +130,10 @@ def empty_value_sql(w: PlannedWindow) -> str | None:
 
 
 def point_in_time_sql(plan: ViewPlan, as_served: bool) -> str:
-    """Each entity row's features at its own time ``__t``, in ``plan.output_names`` order."""
+    """Each entity row's features at its own time ``__t``, in ``plan.output_names`` order.
+
+    Rows come out in no particular order (``__row`` says which is which).
+    """
     pairs = dict.fromkeys((w.window_us, w.hop_us) for w in plan.windows)
     bounds = {pair: f"__l{i}" for i, pair in enumerate(pairs)}
     bound_columns = [
@@ -175,7 +178,6 @@ joined AS (
 a AS (SELECT __row, {", ".join(aggregates)} FROM joined GROUP BY __row)
 SELECT q.__row, {", ".join(outputs)}
 FROM entity_rows q LEFT JOIN a ON a.__row = q.__row
-ORDER BY q.__row
 """.strip()
 
 
