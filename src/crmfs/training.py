@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -75,7 +76,7 @@ def historical_features(
     micros = pc.cast(
         pc.cast(table.column(TIMESTAMP_COLUMN), pa.timestamp("us", tz="UTC")), pa.int64()
     )
-    rows = pa.array(range(table.num_rows), pa.int64())
+    rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
     out = table
     names_taken = set(table.column_names)
     for plan, names in requests:

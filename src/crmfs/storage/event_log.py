@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -184,7 +185,7 @@ class EventLog:
             accepted = accepted.append_column(
                 INGESTED_AT, pa.array([ingested_at] * count, type=pa.int64())
             ).append_column(
-                SEQ, pa.array(range(last_seq + 1, last_seq + 1 + count), type=pa.int64())
+                SEQ, pa.array(np.arange(last_seq + 1, last_seq + 1 + count, dtype=np.int64))
             )
             if count:
                 file = self._write_segment(source, accepted)
