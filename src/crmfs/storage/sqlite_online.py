@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 
 from crmfs.errors import StorageError
 from crmfs.storage.ports import EntityKey, Watermark, WatermarkMoved
+from crmfs.storage.sqlite_tx import write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS watermark (
@@ -96,19 +97,8 @@ class SqliteOnlineStore:
 
     # -- reads and writes --------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StorageError(f"online store write failed: {exc}") from exc
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock, "online store write")
 
     def read(self, table: str, keys: Sequence[EntityKey]) -> list[bytes | None]:
         cached = self._current_cache(self._data_version()).get(table, {})
