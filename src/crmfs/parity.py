@@ -185,10 +185,7 @@ def _compare(
 
 
 def _empty(plan: ViewPlan, position: int) -> Any:
-    if position < len(plan.windows):
-        aggregator = plan.windows[position].aggregator
-        return aggregator.finalize(aggregator.init())
-    return None
+    return plan.windows[position].empty_value() if position < len(plan.windows) else None
 
 
 def _equal(a: Any, b: Any, tolerant: bool) -> bool:

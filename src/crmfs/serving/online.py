@@ -104,11 +104,8 @@ def read_online(
                 ages = [window_age] * len(states)
                 statuses = [MISSING if v is None else status for v in values]
             elif position < len(windows):
-                aggregator = windows[position].aggregator
-                values = [
-                    aggregator.finalize(aggregator.init()) if s is None else s[0][position]
-                    for s in states
-                ]
+                window = windows[position]
+                values = [window.empty_value() if s is None else s[0][position] for s in states]
                 ages = [None if s is None else window_age for s in states]
                 statuses = [
                     MISSING if s is None or v is None else status

@@ -10,6 +10,7 @@ tiles: tile ``k`` of hop ``h`` holds the events with ``k*h < event_time <= (k+1)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from crmfs.definitions import FeatureView, FieldType, LatestFeature, WindowFeature
 from crmfs.timestamps import MICROS_PER_SECOND
@@ -35,6 +36,10 @@ class PlannedWindow:
     slot: int
     window_us: int
     hop_us: int
+
+    def empty_value(self) -> Any:
+        """The feature's value over a window without events (0 for a count, [] for last_n)."""
+        return self.aggregator.finalize(self.aggregator.init())
 
 
 @dataclass(frozen=True)
