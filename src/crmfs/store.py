@@ -27,7 +27,7 @@ from crmfs.storage.ports import EntityKey, WatermarkMoved
 from crmfs.storage.sqlite_online import SqliteOnlineStore
 from crmfs.timestamps import now_micros, to_micros
 from crmfs.training import TrainingSet, historical_features
-from crmfs.transform.plan import ViewPlan, plan_view
+from crmfs.transform.plan import ViewPlan, online_table, plan_view
 
 Clock = Callable[[], int]
 FeatureSelection = Sequence[str] | str | FeatureService
@@ -111,7 +111,7 @@ class FeatureStore:
             if old is not None and change.change in (ChangeKind.VALUES, ChangeKind.REMOVE):
                 # The old version's definition may be gone from the code (a removal),
                 # so its table is named from the registry's record, not from a plan.
-                self.online.drop_table(_online_table(change.name, old.version))
+                self.online.drop_table(online_table(change.name, old.version))
         return changes
 
     def _applied_plans(self, strict: bool) -> dict[str, ViewPlan]:
@@ -331,8 +331,3 @@ class FeatureStore:
 
 def _key_type(plan: ViewPlan) -> Callable[[Any], EntityKey]:
     return int if plan.view.entity.dtype.value == "int" else str
-
-
-def _online_table(view: str, version: int) -> str:
-    """The online table of a view version; the same name as ``ViewPlan.table``."""
-    return f"{view}__v{version}"

@@ -17,6 +17,11 @@ from crmfs.timestamps import MICROS_PER_SECOND
 from crmfs.transform.aggregators import Aggregator, aggregator_for
 
 
+def online_table(view: str, version: int) -> str:
+    """The online table of a view at one version (also for views no longer defined)."""
+    return f"{view}__v{version}"
+
+
 def window_lower_bound(t: int, window: int, hop: int) -> int:
     """``L`` of the normative window at read time ``t`` (all in microseconds)."""
     return ((t - window) // hop) * hop
@@ -68,7 +73,7 @@ class ViewPlan:
     @property
     def table(self) -> str:
         """The online table holding this version's state."""
-        return f"{self.view.name}__v{self.version}"
+        return online_table(self.view.name, self.version)
 
     @property
     def windows(self) -> list[PlannedWindow]:
