@@ -97,3 +97,20 @@ def test_a_dead_worker_leaves_the_fold_to_the_process(tmp_path: Path) -> None:
         assert processor._worker is None  # dropped after it failed
     finally:
         processor.close()
+
+
+def test_a_worker_that_cannot_open_the_store_leaves_the_fold_to_the_process(
+    tmp_path: Path,
+) -> None:
+    single_store = SqliteOnlineStore(tmp_path / "single.db")
+    single = _fold_all(StreamProcessor(single_store, [PLAN]), single_store)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    store = SqliteOnlineStore(tmp_path / "shared.db")
+    broken = partial(SqliteOnlineStore, blocker / "online.db")  # fails in the worker
+    processor = StreamProcessor(store, [PLAN], worker_online=broken)
+    try:
+        assert _fold_all(processor, store) == single
+        assert processor._worker is None
+    finally:
+        processor.close()

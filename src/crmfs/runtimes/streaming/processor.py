@@ -8,6 +8,7 @@ the log commit and the online write is repaired by ``catch_up``; nothing is appl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import partial
 
@@ -27,6 +28,7 @@ from crmfs.transform.plan import ViewPlan
 
 Updates = dict[str, dict[EntityKey, bytes]]
 _MAX_RETRIES = 20
+_log = logging.getLogger(__name__)
 # Batches from this size are folded on two cores (a share by a worker process); below it, the
 # round trip to the worker costs more than it saves.
 PARALLEL_FOLD_MIN_ROWS = 4_000
@@ -84,15 +86,15 @@ class StreamProcessor:
             states = dict(zip(keys, self.online.read(view.plan.table, keys), strict=True))
             try:
                 worker.submit(index, theirs, now, states)
-            except FoldWorkerError:
-                self._drop_worker()
+            except FoldWorkerError as exc:
+                self._drop_worker(exc)
                 updates[view.plan.table] = view.fold(events, now, read)
                 continue
             blobs = view.fold(mine, now, read)
             try:
                 blobs.update(worker.result())
-            except FoldWorkerError:
-                self._drop_worker()
+            except FoldWorkerError as exc:
+                self._drop_worker(exc)
                 blobs.update(view.fold(theirs, now, read))
             updates[view.plan.table] = blobs
         return updates
@@ -101,12 +103,15 @@ class StreamProcessor:
         if self._worker is None and self._worker_online is not None:
             try:
                 self._worker = FoldWorker(self._worker_online, self._plans)
-            except OSError:
-                self._worker_online = None  # no second process here: fold on one core
+            except (OSError, ValueError, TypeError):
+                # No second process here (no fork/pipe support, no interpreter to start, or
+                # a worker that died at once): fold on one core.
+                self._worker_online = None
         return self._worker
 
-    def _drop_worker(self) -> None:
+    def _drop_worker(self, reason: Exception) -> None:
         """Stop using a worker that failed; later batches fold in this process."""
+        _log.warning("fold worker stopped (%s); folding on one core from now on", reason)
         if self._worker is not None:
             self._worker.close()
         self._worker = None
