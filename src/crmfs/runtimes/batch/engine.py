@@ -202,8 +202,11 @@ def _in_row_order(table: pa.Table) -> pa.Table:
     one column of memory rather than the whole table.
     """
     rows = table["__row"].to_numpy()
+    positions = np.arange(len(rows), dtype=np.int64)
+    if np.array_equal(rows, positions):
+        return table  # already in order (DuckDB often keeps the probe side's order)
     order = np.empty(len(rows), dtype=np.int64)
-    order[rows] = np.arange(len(rows), dtype=np.int64)
+    order[rows] = positions
     indices = pa.array(order)
     columns: dict[str, pa.ChunkedArray] = {}
     for name in table.column_names:
