@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
 from crmfs.runtimes.streaming.processor import PARALLEL_FOLD_MIN_ROWS, StreamProcessor
@@ -112,5 +114,52 @@ def test_a_worker_that_cannot_open_the_store_leaves_the_fold_to_the_process(
     try:
         assert _fold_all(processor, store) == single
         assert processor._worker is None
+    finally:
+        processor.close()
+
+
+def test_an_error_in_the_process_share_stops_the_worker_and_later_folds_stay_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold that fails while the worker's reply is pending must not leave that reply to be
+    taken for the next share's."""
+    single_store = SqliteOnlineStore(tmp_path / "single.db")
+    single = _fold_all(StreamProcessor(single_store, [PLAN]), single_store)
+    store = SqliteOnlineStore(tmp_path / "shared.db")
+    processor = StreamProcessor(store, [PLAN], worker_online=partial(SqliteOnlineStore, store.path))
+    own = processor._folds[0]
+    real_fold = own.fold
+    calls = {"n": 0}
+
+    def fail_once(*args: object, **kwargs: object) -> dict[object, bytes]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # anything, even a BaseException, between submit and result
+        return real_fold(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(own, "fold", fail_once)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            processor.fold("clicks", _batch(1, PARALLEL_FOLD_MIN_ROWS), BASE + 86_400 * S)
+        assert processor._worker is None  # stopped, with its reply
+        assert _fold_all(processor, store) == single
+    finally:
+        processor.close()
+
+
+def test_threads_sharing_a_processor_get_their_own_results(tmp_path: Path) -> None:
+    now = BASE + 86_400 * S
+    batches = [_batch(1, PARALLEL_FOLD_MIN_ROWS + 700), _batch(50_001, PARALLEL_FOLD_MIN_ROWS * 2)]
+    alone = StreamProcessor(SqliteOnlineStore(tmp_path / "alone.db"), [PLAN])
+    expected = [alone.fold("clicks", batch, now) for batch in batches]
+    store = SqliteOnlineStore(tmp_path / "shared.db")
+    processor = StreamProcessor(store, [PLAN], worker_online=partial(SqliteOnlineStore, store.path))
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = [pool.submit(processor.fold, "clicks", batches[i % 2], now) for i in range(8)]
+            results = [job.result() for job in jobs]
+        assert processor._worker is not None
+        for i, result in enumerate(results):
+            assert result == expected[i % 2]
     finally:
         processor.close()

@@ -17,9 +17,11 @@ is gone and the request pipe closes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -42,9 +44,16 @@ class FoldWorkerError(RuntimeError):
 
 
 class FoldWorker:
-    """One worker process folding shares of batches for the views of ``plans``."""
+    """One worker process folding shares of batches for the views of ``plans``.
+
+    One share is in flight at a time: a caller holds ``lock`` from ``submit`` to ``result``
+    (the pipes carry one conversation). Each request carries a ticket that the reply echoes,
+    so a reply that is not the one awaited is detected rather than taken for it.
+    """
 
     def __init__(self, open_online: OnlineOpener, plans: Sequence[ViewPlan]) -> None:
+        if not sys.executable:
+            raise OSError("no Python interpreter to start a fold worker with")
         child_reads, parent_writes = os.pipe()
         parent_reads, child_writes = os.pipe()
         try:
@@ -52,6 +61,7 @@ class FoldWorker:
                 [sys.executable, "-m", __name__, str(child_reads), str(child_writes)],
                 pass_fds=(child_reads, child_writes),
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the parent only
             )
         except BaseException:
             os.close(parent_writes)
@@ -65,6 +75,9 @@ class FoldWorker:
         self._finalizer = weakref.finalize(
             self, _stop, self._requests, self._results, self._process
         )
+        self._tickets = itertools.count()
+        self._awaited: int | None = None
+        self.lock = threading.Lock()
         self._requests.send((open_online, list(plans)))
 
     @property
@@ -79,26 +92,43 @@ class FoldWorker:
         ``states`` are the current blobs of the share's entities (None: no state yet), which
         the caller usually has in its cache; the worker reads any other key from the store.
         """
+        if self._awaited is not None:
+            raise FoldWorkerError("fold worker busy: the previous share's result was not read")
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, events.schema) as writer:
             writer.write_table(events)
+        ticket = next(self._tickets)
         try:
-            self._requests.send((view, now, sink.getvalue().to_pybytes(), states))
+            self._requests.send((ticket, view, now, sink.getvalue().to_pybytes(), states))
         except (OSError, ValueError) as exc:
             raise FoldWorkerError(f"fold worker unreachable: {exc}") from exc
+        self._awaited = ticket
 
-    def result(self) -> dict[EntityKey, bytes]:
-        """The new state blobs of the share last submitted."""
+    def result(self, timeout: float | None = None) -> dict[EntityKey, bytes]:
+        """The new state blobs of the share last submitted (waits at most ``timeout`` s)."""
+        awaited, self._awaited = self._awaited, None
+        if awaited is None:
+            raise FoldWorkerError("no share was submitted")
         try:
-            status, payload = self._results.recv()
+            if timeout is not None and not self._results.poll(timeout):
+                raise FoldWorkerError(f"fold worker gave no result in {timeout} s")
+            ticket, status, payload = self._results.recv()
         except (EOFError, OSError) as exc:
             raise FoldWorkerError(f"fold worker gone: {exc!r}") from exc
+        if ticket != awaited:
+            raise FoldWorkerError(f"fold worker answered request {ticket}, not {awaited}")
         if status != "ok":
             raise FoldWorkerError(str(payload))
         blobs: dict[EntityKey, bytes] = payload
         return blobs
 
     def close(self) -> None:
+        self._finalizer()
+
+    def kill(self) -> None:
+        """Stop the worker at once, whatever it is doing (its pending reply is dropped)."""
+        with contextlib.suppress(OSError):
+            self._process.kill()
         self._finalizer()
 
 
@@ -137,15 +167,15 @@ def _serve(requests: Connection, results: Connection) -> None:
                 return  # the parent is gone
             if message is None:
                 return
-            view, now, data, states = message
+            ticket, view, now, data, states = message
             try:
                 events = pa.ipc.open_stream(data).read_all()
                 fold = folds[view]
                 read = partial(_read_given, states, partial(online.read, fold.plan.table))
                 blobs = fold.fold(events, now, read)
-                results.send(("ok", blobs))
+                results.send((ticket, "ok", blobs))
             except Exception as exc:  # reported to the parent, which folds the share itself
-                results.send(("error", f"{type(exc).__name__}: {exc}"))
+                results.send((ticket, "error", f"{type(exc).__name__}: {exc}"))
     finally:
         online.close()
 

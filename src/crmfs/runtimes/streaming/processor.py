@@ -9,6 +9,7 @@ the log commit and the online write is repaired by ``catch_up``; nothing is appl
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from functools import partial
 
@@ -32,6 +33,8 @@ _log = logging.getLogger(__name__)
 # Batches from this size are folded on two cores (a share by a worker process); below it, the
 # round trip to the worker costs more than it saves.
 PARALLEL_FOLD_MIN_ROWS = 4_000
+# A share takes well under a second; a worker silent for this long is taken for stuck.
+_WORKER_TIMEOUT_S = 120.0
 
 
 class StreamProcessor:
@@ -53,6 +56,7 @@ class StreamProcessor:
             self._by_source.setdefault(plan.view.source.name, []).append(index)
         self._worker_online = worker_online
         self._worker: FoldWorker | None = None
+        self._starting = threading.Lock()
 
     def apply_committed(self, source: str, batch: pa.Table, log: EventLog) -> None:
         """Apply a batch just committed to the log; falls back to ``catch_up`` if behind."""
@@ -76,30 +80,49 @@ class StreamProcessor:
         updates: Updates = {}
         for index in self._by_source.get(source, []):
             view = self._folds[index]
-            read = partial(self.online.read, view.plan.table)
             worker = self._fold_worker() if events.num_rows >= PARALLEL_FOLD_MIN_ROWS else None
-            if worker is None:
+            if worker is not None and worker.lock.acquire(blocking=False):
+                try:
+                    updates[view.plan.table] = self._fold_on_two_cores(worker, index, events, now)
+                finally:
+                    worker.lock.release()
+            else:  # small batch, no worker, or another thread is using it
+                read = partial(self.online.read, view.plan.table)
                 updates[view.plan.table] = view.fold(events, now, read)
-                continue
-            mine, theirs = split_by_key(events, view.plan.view.key)
-            keys = pc.unique(theirs[view.plan.view.key]).drop_null().to_pylist()
-            states = dict(zip(keys, self.online.read(view.plan.table, keys), strict=True))
-            try:
-                worker.submit(index, theirs, now, states)
-            except FoldWorkerError as exc:
-                self._drop_worker(exc)
-                updates[view.plan.table] = view.fold(events, now, read)
-                continue
-            blobs = view.fold(mine, now, read)
-            try:
-                blobs.update(worker.result())
-            except FoldWorkerError as exc:
-                self._drop_worker(exc)
-                blobs.update(view.fold(theirs, now, read))
-            updates[view.plan.table] = blobs
         return updates
 
+    def _fold_on_two_cores(
+        self, worker: FoldWorker, index: int, events: pa.Table, now: int
+    ) -> dict[EntityKey, bytes]:
+        """Fold one share of ``events`` here while ``worker`` folds the other."""
+        view = self._folds[index]
+        read = partial(self.online.read, view.plan.table)
+        mine, theirs = split_by_key(events, view.plan.view.key)
+        keys = pc.unique(theirs[view.plan.view.key]).drop_null().to_pylist()
+        states = dict(zip(keys, self.online.read(view.plan.table, keys), strict=True))
+        try:
+            worker.submit(index, theirs, now, states)
+        except FoldWorkerError as exc:
+            self._drop_worker(exc)
+            return view.fold(events, now, read)
+        try:
+            blobs = view.fold(mine, now, read)
+            blobs.update(worker.result(timeout=_WORKER_TIMEOUT_S))
+        except FoldWorkerError as exc:
+            self._drop_worker(exc)
+            blobs = view.fold(events, now, read)
+        except BaseException as exc:
+            # The worker's reply is still pending; a worker left like that would hand it to
+            # the next share. Stop it and let the error through.
+            self._drop_worker(exc)
+            raise
+        return blobs
+
     def _fold_worker(self) -> FoldWorker | None:
+        with self._starting:  # one worker, even when threads share the processor
+            return self._start_worker()
+
+    def _start_worker(self) -> FoldWorker | None:
         if self._worker is None and self._worker_online is not None:
             try:
                 self._worker = FoldWorker(self._worker_online, self._plans)
@@ -109,11 +132,11 @@ class StreamProcessor:
                 self._worker_online = None
         return self._worker
 
-    def _drop_worker(self, reason: Exception) -> None:
+    def _drop_worker(self, reason: BaseException) -> None:
         """Stop using a worker that failed; later batches fold in this process."""
-        _log.warning("fold worker stopped (%s); folding on one core from now on", reason)
+        _log.warning("fold worker stopped (%r); folding on one core from now on", reason)
         if self._worker is not None:
-            self._worker.close()
+            self._worker.kill()
         self._worker = None
         self._worker_online = None
 
