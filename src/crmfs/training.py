@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from crmfs.definitions import FieldType
 from crmfs.errors import EntityDataError
 from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy
+from crmfs.storage.arrow_schema import ARROW_TYPES
 from crmfs.transform.plan import ViewPlan
 
 TIMESTAMP_COLUMN = "event_timestamp"
@@ -63,6 +64,22 @@ def entity_table(entity_df: Any) -> pa.Table:
     return table
 
 
+def _keys_of_view_type(plan: ViewPlan, keys: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``keys`` in the type of the view's key field, so they compare and hash as the events'
+    keys do (pandas turns an int column with gaps into floats, for one)."""
+    name = plan.view.entity.join_key
+    kind = ARROW_TYPES[plan.view.source.fields[plan.view.key]]
+    if keys.type == kind:
+        return keys
+    try:
+        return pc.cast(keys, kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise EntityDataError(
+            f"entity_df.{name} holds {keys.type} values that are not {kind} keys of feature "
+            f"view {plan.view.name!r}: {exc}"
+        ) from exc
+
+
 def historical_features(
     engine: DuckDBEngine,
     entity_df: Any,
@@ -85,7 +102,7 @@ def historical_features(
             raise EntityDataError(
                 f"entity_df has no {join_key!r} column, needed by feature view {plan.view.name!r}"
             )
-        keys = table.column(join_key)
+        keys = _keys_of_view_type(plan, table.column(join_key))
         entity_rows = pa.table({"__row": rows, "__key": keys, "__t": micros})
         result = engine.point_in_time(plan, entity_rows, as_served, strategy)
         types = {w.feature.name: w.feature.output_type for w in plan.windows}

@@ -111,7 +111,7 @@ class ViewFold:
         return out
 
     def _batch(self, events: pa.Table) -> _Batch:
-        columns = [events[name].to_pylist() for name in self.fields]
+        columns = [_values(events[name]) for name in self.fields]
         keys = events[self.plan.view.key].to_pylist()
         rows_by_key: dict[EntityKey, list[int]] = {}
         keep = self._keep
@@ -175,3 +175,11 @@ class ViewFold:
                 current = latest[j]
                 if current is None or order > (current[0], current[1]):
                     latest[j] = [order[0], order[1], batch.columns[column][newest]]
+
+
+def _values(column: pa.ChunkedArray) -> list[Any]:
+    """A field's values as the runtimes see them: timestamps as integer microseconds."""
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    values: list[Any] = column.to_pylist()
+    return values
