@@ -127,3 +127,48 @@ def test_tiny_segments_merge_among_themselves(tmp_path: Path) -> None:
     assert stored.num_rows == 3 * 2_000 + 49
     assert stored[SEQ].to_pylist() == list(range(1, 3 * 2_000 + 50))
     log.close()
+
+
+def test_two_writers_compacting_the_same_files_store_each_event_once(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log = EventLog(tmp_path / "log", compaction_grace_s=60, wall_clock=clock)
+    other = EventLog(tmp_path / "log", compaction_grace_s=60, wall_clock=clock)
+    for batch in (["a", "b"], ["c"], ["d", "e"]):
+        _append(log, batch)
+    files = _names(log)  # both writers chose the same files to merge
+    log.compact("orders", files)
+    other.compact("orders", files)  # gives way: they are no longer live
+    other.compact("orders", files[:2])
+    table = log.read("orders")
+    assert table is not None
+    assert sorted(table["event_id"].to_pylist()) == ["a", "b", "c", "d", "e"]
+    assert len(log.segment_files("orders")) == 1
+    other.close()
+
+
+def test_event_ids_with_nul_characters_are_kept_whole(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "log")
+    _append(log, ["a\x00b", "a\x00c", "a"])
+    events = pa.table({"event_id": ["a\x00b", "a\x00d"], "qty": [0, 1], EVENT_TIME: [1_000] * 2})
+    result = log.append("orders", events, ["a\x00b", "a\x00d"], [], now=2_000)
+    assert result.duplicates == 1
+    table = log.read("orders")
+    assert table is not None
+    assert table["event_id"].to_pylist() == ["a\x00b", "a\x00c", "a", "a\x00d"]
+
+
+def test_a_failed_compaction_does_not_fail_the_committed_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = EventLog(tmp_path / "log")
+
+    def broken(source: str, files: list[str]) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(log, "compact", broken)
+    for i in range(60):  # enough tiny segments to ask for a compaction
+        _append(log, [f"e{i}"])
+    assert "compaction of 'orders' failed: disk full" in caplog.text
+    table = log.read("orders")
+    assert table is not None
+    assert table.num_rows == 60

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -41,6 +42,7 @@ import pyarrow.parquet as pq
 from crmfs.errors import StorageError
 from crmfs.storage.sqlite_tx import write_transaction
 
+_log = logging.getLogger(__name__)
 EVENT_TIME = "_event_time_us"
 INGESTED_AT = "_ingested_at_us"
 SEQ = "_seq"
@@ -187,7 +189,11 @@ class EventLog:
                 self._set_counter(db, "ingested_at", ingested_at)
             stored = self._quarantine(db, source, rejected, now)
         if count:
-            self._maybe_compact(source)
+            try:
+                self._maybe_compact(source)
+            except (StorageError, OSError, pa.ArrowException) as exc:
+                # The append is committed; compaction is upkeep and is tried again later.
+                _log.warning("event log compaction of %r failed: %s", source, exc)
         return AppendResult(
             accepted, duplicates, len(rejected), ingested_at, len(rejected) - stored
         )
@@ -217,11 +223,23 @@ class EventLog:
         not seen before. It runs in the append's transaction, so a failed append records none.
         """
         unique = list(dict.fromkeys(event_ids))
-        cursor = db.execute(
-            "INSERT OR IGNORE INTO event_ids SELECT ?, value FROM json_each(?) RETURNING event_id",
-            (source, json.dumps(unique)),
-        )
-        new = {row[0] for row in cursor}
+        payload = json.dumps(unique)
+        if "\\u0000" in payload:
+            # SQLite's JSON functions end a string at NUL; bind such ids one by one.
+            new = {
+                event_id
+                for event_id in unique
+                if db.execute(
+                    "INSERT OR IGNORE INTO event_ids VALUES (?, ?)", (source, event_id)
+                ).rowcount
+            }
+        else:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO event_ids SELECT ?, value FROM json_each(?)"
+                " RETURNING event_id",
+                (source, payload),
+            )
+            new = {row[0] for row in cursor}
         if len(new) == len(event_ids):
             return list(range(len(event_ids)))
         keep: list[int] = []
@@ -315,12 +333,25 @@ class EventLog:
             lower = upper
 
     def compact(self, source: str, files: list[str]) -> None:
-        """Merge segments into one; readers see either the old files or the new one."""
-        merged = pa.concat_tables(
-            [pq.read_table(self.segment_dir / f) for f in files], promote_options="default"
-        )
+        """Merge segments into one; readers see either the old files or the new one.
+
+        If another process compacts some of ``files`` meanwhile, this one gives way.
+        """
+        try:
+            merged = pa.concat_tables(
+                [pq.read_table(self.segment_dir / f) for f in files], promote_options="default"
+            )
+        except FileNotFoundError:
+            return  # superseded and removed by another process's compaction
         merged = merged.take(pc.sort_indices(merged[SEQ]))
         with self._transaction() as db:
+            (live,) = db.execute(
+                "SELECT count(*) FROM segments WHERE source = ? "
+                "AND file IN (SELECT value FROM json_each(?))",
+                (source, json.dumps(files)),
+            ).fetchone()
+            if live != len(files):
+                return  # another process merged some of them first: keep its merge
             # Written under the write lock, like appends, so that orphan removal in
             # another process never mistakes it for a crash's leftover.
             name = self._write_segment(source, merged)
