@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,32 @@ def test_the_cache_stays_within_its_budget(tmp_path: Path) -> None:
     assert store.read("t", list(range(1000, 1200))) == [None] * 200  # unknown keys
     assert store.read("t", [5]) == [b"x" * 50]
     assert store._cached_bytes <= 10_000
+
+
+def test_threads_sharing_the_store_lose_no_update(tmp_path: Path) -> None:
+    """Read-modify-write under the watermark from several threads: every increment lands.
+
+    A thread that sees a new watermark must also see the blobs written with it (the cache
+    is filled before the process lock is let go)."""
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    increments_per_thread = 150
+
+    def increment() -> None:
+        done = 0
+        while done < increments_per_thread:
+            mark = store.watermark()
+            [blob] = store.read("t", ["k"])
+            count = 0 if blob is None else int(blob)
+            try:
+                store.write({"t": {"k": b"%d" % (count + 1)}}, Watermark(mark.seq + 1, 0), mark)
+            except WatermarkMoved:
+                continue
+            done += 1
+
+    threads = [threading.Thread(target=increment) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.read("t", ["k"]) == [b"%d" % (4 * increments_per_thread)]
+    assert store.watermark().seq == 4 * increments_per_thread

@@ -5,7 +5,9 @@ entity key. Blobs this process has read or written are kept in memory and truste
 while no other connection has committed since (SQLite's ``PRAGMA data_version`` tells):
 a write, a backfill or a drop by another process empties the cache before the next read.
 The cache is filled only after a commit succeeds, so a crash can lose it but never
-make it disagree with the file.
+make it disagree with the file. Threads share the store: a write holds the process lock from
+``BEGIN`` until the cache has its blobs, and a read holds it too, so no thread reads blobs
+older than a watermark it has seen, nor another thread's uncommitted rows.
 """
 
 from __future__ import annotations
@@ -58,11 +60,10 @@ class SqliteOnlineStore:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the online store at {path}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._cache_limit = cache_bytes
         self._cache: BlobCache = {}
         self._cached_bytes = 0
-        self._writes = 0  # this process's commits, so a slow read cannot cache older blobs
         self._version = self._data_version()
         with self._transaction() as db:
             _move_shared_table(db)
@@ -90,28 +91,21 @@ class SqliteOnlineStore:
             return
         self._cache.setdefault(table, {}).update(rows)
 
-    def _forget(self, table: str) -> None:
-        with self._lock:
-            self._writes += 1
-            self._cache.pop(table, None)
-
     # -- reads and writes --------------------------------------------------------------
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return write_transaction(self._db, self._lock, "online store write")
 
     def read(self, table: str, keys: Sequence[EntityKey]) -> list[bytes | None]:
-        cached = self._current_cache(self._data_version()).get(table, {})
-        misses = [key for key in keys if key not in cached]
-        if misses:
-            writes = self._writes
+        with self._lock:
+            cached = self._current_cache(self._data_version()).get(table, {})
+            misses = [key for key in keys if key not in cached]
+            if not misses:
+                return [cached[key] or None for key in keys]
             found = dict.fromkeys(misses, _ABSENT)
             found.update(self._select(table, misses))
-            with self._lock:
-                if writes == self._writes:  # else a write of this process may be newer
-                    self._remember(table, found)
+            self._remember(table, found)
             return [cached.get(key) or found.get(key) or None for key in keys]
-        return [cached[key] or None for key in keys]
 
     def _select(self, table: str, keys: list[EntityKey]) -> list[tuple[EntityKey, bytes]]:
         rows: list[tuple[EntityKey, bytes]] = []
@@ -133,51 +127,54 @@ class SqliteOnlineStore:
         watermark: Watermark | None = None,
         expected: Watermark | None = None,
     ) -> None:
-        with self._transaction() as db:
-            self._current_cache(self._data_version())
-            if expected is not None:
-                current = self.watermark()
-                if current != expected:
-                    raise WatermarkMoved(expected, current)
-            for table, rows in updates.items():
-                _create(db, table)
-                db.executemany(
-                    f"INSERT OR REPLACE INTO {_quoted(table)} (key, value) VALUES (?, ?)",
-                    _in_key_order(rows),
-                )
-            if watermark is not None:
-                _set_watermark(db, watermark)
-        with self._lock:
-            self._writes += 1
+        with self._lock:  # held on until the cache has the committed blobs
+            with self._transaction() as db:
+                self._current_cache(self._data_version())
+                if expected is not None:
+                    current = self.watermark()
+                    if current != expected:
+                        raise WatermarkMoved(expected, current)
+                for table, rows in updates.items():
+                    _create(db, table)
+                    db.executemany(
+                        f"INSERT OR REPLACE INTO {_quoted(table)} (key, value) VALUES (?, ?)",
+                        _in_key_order(rows),
+                    )
+                if watermark is not None:
+                    _set_watermark(db, watermark)
             for table, rows in updates.items():
                 self._remember(table, rows)
 
     def watermark(self) -> Watermark:
-        row = self._db.execute(
-            "SELECT seq, ingested_at FROM watermark WHERE name = 'stream'"
-        ).fetchone()
+        with self._lock:  # not while another thread's transaction is open on the connection
+            row = self._db.execute(
+                "SELECT seq, ingested_at FROM watermark WHERE name = 'stream'"
+            ).fetchone()
         return Watermark() if row is None else Watermark(row[0], row[1])
 
     def replace_table(
         self, table: str, rows: Mapping[EntityKey, bytes], expected: Watermark
     ) -> None:
-        with self._transaction() as db:
-            self._current_cache(self._data_version())
-            current = self.watermark()
-            if current != expected:
-                raise WatermarkMoved(expected, current)
-            db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
-            _create(db, table)
-            db.executemany(
-                f"INSERT INTO {_quoted(table)} (key, value) VALUES (?, ?)", _in_key_order(rows)
-            )
-        self._forget(table)
+        with self._lock:
+            with self._transaction() as db:
+                self._current_cache(self._data_version())
+                current = self.watermark()
+                if current != expected:
+                    raise WatermarkMoved(expected, current)
+                db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
+                _create(db, table)
+                db.executemany(
+                    f"INSERT INTO {_quoted(table)} (key, value) VALUES (?, ?)",
+                    _in_key_order(rows),
+                )
+            self._cache.pop(table, None)
 
     def drop_table(self, table: str) -> None:
-        with self._transaction() as db:
-            self._current_cache(self._data_version())
-            db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
-        self._forget(table)
+        with self._lock:
+            with self._transaction() as db:
+                self._current_cache(self._data_version())
+                db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
+            self._cache.pop(table, None)
 
     def tables(self) -> dict[str, int]:
         """Rows per table, for reports."""

@@ -12,7 +12,7 @@ from crmfs.errors import StorageError
 
 @contextmanager
 def write_transaction(
-    db: sqlite3.Connection, lock: threading.Lock, what: str
+    db: sqlite3.Connection, lock: threading.Lock | threading.RLock, what: str
 ) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` under this process's ``lock``.
 
