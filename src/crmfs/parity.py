@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 from crmfs.definitions import FieldType, Function
 from crmfs.runtimes.batch.engine import DuckDBEngine
 from crmfs.runtimes.streaming.processor import StreamProcessor
-from crmfs.runtimes.streaming.state import decode, read_values
+from crmfs.runtimes.streaming.reader import read_values
+from crmfs.runtimes.streaming.state import decode
 from crmfs.storage.event_log import INGESTED_AT, SEQ, EventLog
 from crmfs.storage.ports import Watermark
 from crmfs.storage.sqlite_online import SqliteOnlineStore

@@ -21,6 +21,8 @@ S = 1_000_000
 KEYS = ["a", "b", "c"]
 WINDOWS = [  # (name, function, field, window s, hop s, n)
     ("n", "count", None, 10, 5),
+    ("n20", "count", None, 20, 5),  # two window lengths in one hop group
+    ("recent20", "last_n", "item", 20, 5),
     ("n", "count", None, 60, 60),
     ("qty_n", "count", "qty", 10, 1),
     ("amount", "sum", "amount", 10, 5),

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from crmfs.definitions import FieldType
-from crmfs.runtimes.streaming.state import ReadPlan, StateReader, decode_frozen
+from crmfs.runtimes.streaming.reader import ReadPlan, StateReader, Values
+from crmfs.runtimes.streaming.state import decode_frozen
 from crmfs.storage.ports import EntityKey, OnlineStore
 from crmfs.timestamps import MICROS_PER_SECOND, from_micros
 from crmfs.transform.plan import ViewPlan
@@ -94,15 +95,26 @@ def read_online(
             None if blob is None else reader.values(decode_frozen(blob))
             for blob in online.read(plan.table, keys)
         ]
-        all_known = None not in states  # the usual case, with shorter loops below
+        n = len(states)
+        all_known = None not in states  # the usual case, with column-wise work below
+        if all_known:
+            known = cast(list[Values], states)
+            value_columns = list(zip(*[s[0] for s in known], strict=True)) if n else []
+            time_columns = (
+                list(zip(*[s[1] for s in known], strict=True)) if n and plan.latest else []
+            )
         for name, position, is_time in zip(
             names, request.positions, request.timestamp_outputs, strict=True
         ):
             ages: list[float | None]
             if position < len(windows) and all_known:
-                values = [s[0][position] for s in states]  # type: ignore[index]
-                ages = [window_age] * len(states)
-                statuses = [MISSING if v is None else status for v in values]
+                values = list(value_columns[position]) if n else []
+                ages = [window_age] * n
+                statuses = (
+                    [status] * n
+                    if None not in values
+                    else [MISSING if v is None else status for v in values]
+                )
             elif position < len(windows):
                 window = windows[position]
                 values = [window.empty_value() if s is None else s[0][position] for s in states]
@@ -113,13 +125,21 @@ def read_online(
                 ]
             else:
                 latest = position - len(windows)
-                values = [None if s is None else s[0][position] for s in states]
-                times = [None if s is None else s[1][latest] for s in states]
-                ages = [None if t is None else (now - t) / MICROS_PER_SECOND for t in times]
-                statuses = [
-                    MISSING if v is None or t is None else status
-                    for v, t in zip(values, times, strict=True)
-                ]
+                if all_known and n:
+                    values = list(value_columns[position])
+                    times: Sequence[int | None] = time_columns[latest]
+                else:
+                    values = [None if s is None else s[0][position] for s in states]
+                    times = [None if s is None else s[1][latest] for s in states]
+                if None not in values and None not in times:
+                    ages = [(now - t) / MICROS_PER_SECOND for t in times]  # type: ignore[operator]
+                    statuses = [status] * n
+                else:
+                    ages = [None if t is None else (now - t) / MICROS_PER_SECOND for t in times]
+                    statuses = [
+                        MISSING if v is None or t is None else status
+                        for v, t in zip(values, times, strict=True)
+                    ]
             response.features.append(name)
             response.values[name] = [_as_datetime(v) for v in values] if is_time else values
             response.statuses[name] = statuses

@@ -1,0 +1,168 @@
+"""Reading feature values out of entity states, compiled once per view.
+
+A read merges, for every window, the partials of the tiles inside it and finalizes them with
+the view's aggregators (``Aggregator.read``). The tile loops and slot picking of a view are the
+same for every state, so ``ReadPlan`` writes them out as one Python function when the view is
+planned, and each read runs that function with the read time's tile bounds: the aggregators
+stay the only place where a function's meaning is written, the generated code only decides
+which partials reach them. A window with a single tile is finalized directly
+(``read([p]) == finalize(p)``, a law of the algebra tested in
+``tests/properties/test_aggregator_laws.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from crmfs.transform.aggregators import Aggregator
+from crmfs.transform.plan import PlannedWindow, ViewPlan, window_lower_bound
+
+Values = tuple[list[Any], list[int | None]]
+StateRead = Callable[[Sequence[Any]], Values]
+# The compiled factory: (now, per hop group (last tile, first tile per window)) -> a read.
+_Factory = Callable[[int, list[tuple[int, list[int]]]], StateRead]
+
+
+class ReadPlan:
+    """What reading a view's states needs that does not depend on the time, built once."""
+
+    def __init__(self, plan: ViewPlan) -> None:
+        self.hops = [group.hop_us for group in plan.hop_groups]
+        # per hop group, its window lengths in the order the compiled read expects them
+        self.windows: list[list[int]] = [
+            list(dict.fromkeys(w.window_us for w in group.features)) for group in plan.hop_groups
+        ]
+        self.factory: _Factory = _compile(plan, self.windows)
+
+    def bounds(self, now: int) -> list[tuple[int, list[int]]]:
+        """Per hop group: the last tile at ``now`` and each window's first tile."""
+        return [
+            ((now - 1) // hop, [window_lower_bound(now, window, hop) // hop for window in windows])
+            for hop, windows in zip(self.hops, self.windows, strict=True)
+        ]
+
+
+class StateReader:
+    """Reads states at one time: the tile range of every window is computed once."""
+
+    def __init__(self, read_plan: ReadPlan, now: int) -> None:
+        self.now = now
+        self.values: StateRead = read_plan.factory(now, read_plan.bounds(now))
+        """Feature values in ``plan.output_names`` order, and each latest value's time.
+
+        The state may come from ``decode`` or ``decode_frozen``. Windows cover
+        ``L < event_time <= now``; latest values older than the TTL are None.
+        """
+
+
+def read_values(plan: ViewPlan, state: Sequence[Any], now: int) -> Values:
+    """Feature values at ``now`` in ``plan.output_names`` order, and each latest value's time."""
+    return StateReader(ReadPlan(plan), now).values(state)
+
+
+def _is_identity(aggregator: Aggregator) -> bool:
+    return type(aggregator).finalize is Aggregator.finalize
+
+
+def _compile(plan: ViewPlan, windows: list[list[int]]) -> _Factory:
+    """The source of the view's read, compiled; names are bound through ``scope``."""
+    scope: dict[str, Any] = {}
+    empty: list[Any] = []
+    fresh: set[int] = set()  # outputs whose empty value is a new list, built per read
+    for position, w in enumerate(plan.windows):
+        value = w.aggregator.read([])
+        if isinstance(value, list):
+            fresh.add(position)
+            value = None
+        empty.append(value)
+    empty += [None] * len(plan.latest)
+    scope["EMPTY"] = empty
+    lines = ["def factory(now, bounds):"]
+    for g, group_windows in enumerate(windows):
+        firsts = "".join(f"F{g}_{j}, " for j in range(len(group_windows)))
+        lines.append(f"    L{g}, ({firsts}) = bounds[{g}]")
+    lines += ["    def read(state):", "        v = EMPTY.copy()", "        groups = state[0]"]
+    positions = {w.feature.name: i for i, w in enumerate(plan.windows)}
+    for g, group in enumerate(plan.hop_groups):
+        lines.append(f"        tiles = groups[{g}]")
+        lines.append("        if tiles:")
+        body = _group_read(g, windows[g], group.features, positions, fresh, scope)
+        lines += ["            " + line for line in body]
+        empties = [
+            positions[w.feature.name] for w in group.features if positions[w.feature.name] in fresh
+        ]
+        if empties:
+            lines.append("        else:")
+            lines += [f"            v[{p}] = R{p}([])" for p in empties]
+    lines += _latest_read(plan)
+    lines += ["    return read"]
+    exec(compile("\n".join(lines), f"<read of {plan.view.name}>", "exec"), scope)
+    factory: _Factory = scope["factory"]
+    return factory
+
+
+def _group_read(
+    g: int,
+    windows: list[int],
+    features: Sequence[PlannedWindow],
+    positions: dict[str, int],
+    fresh: set[int],
+    scope: dict[str, Any],
+) -> list[str]:
+    """Lines reading one hop group's ``tiles`` (a non-empty dict tile -> partials)."""
+    lines: list[str] = []
+    if len(windows) > 1:  # usually every tile is in every window: no need to look at each
+        narrowest = "max(" + ", ".join(f"F{g}_{j}" for j in range(len(windows))) + ")"
+        lines.append(f"every = min(tiles) >= {narrowest} and max(tiles) <= L{g}")
+        lines.append("everything = list(tiles.values()) if every else None")
+    for j, window in enumerate(windows):
+        chosen = f"[p for k, p in tiles.items() if F{g}_{j} <= k <= L{g}]"
+        if len(windows) > 1:
+            lines.append(f"t = everything if every else {chosen}")
+        else:
+            lines.append(f"t = {chosen}")
+        one: list[str] = []
+        many: list[str] = []
+        none: list[str] = []
+        for w in features:
+            if w.window_us != window:
+                continue
+            p = positions[w.feature.name]
+            scope[f"R{p}"] = w.aggregator.read
+            if _is_identity(w.aggregator):
+                one.append(f"v[{p}] = t[0][{w.slot}]")
+            else:
+                scope[f"Z{p}"] = w.aggregator.finalize
+                one.append(f"v[{p}] = Z{p}(t[0][{w.slot}])")
+            many.append(f"v[{p}] = R{p}([q[{w.slot}] for q in t])")
+            if p in fresh:
+                none.append(f"v[{p}] = R{p}([])")
+        lines.append("if len(t) == 1:")
+        lines += ["    " + line for line in one]
+        lines.append("elif t:")
+        lines += ["    " + line for line in many]
+        if none:
+            lines.append("else:")
+            lines += ["    " + line for line in none]
+    return lines
+
+
+def _latest_read(plan: ViewPlan) -> list[str]:
+    """Lines reading the latest values (``state[1]``) and returning the read's result."""
+    lines = ["        latest = state[1]"]
+    times = []
+    for i in range(len(plan.latest)):
+        position = len(plan.windows) + i
+        fresh = "" if plan.ttl_us is None else f" and now - e[0] <= {plan.ttl_us}"
+        lines += [
+            f"        e = latest[{i}]",
+            f"        if e is not None and e[0] <= now{fresh}:",
+            f"            v[{position}] = e[2]",
+            f"            t{i} = e[0]",
+            "        else:",
+            f"            t{i} = None",
+        ]
+        times.append(f"t{i}")
+    lines.append(f"        return v, [{', '.join(times)}]")
+    return lines
