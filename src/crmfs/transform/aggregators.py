@@ -257,7 +257,8 @@ class LastN(Aggregator):
         if len(partials) == 1:
             return partials[0]  # a partial is already the n newest, newest first
         # Entries compare as (time, seq, ...): seqs are unique, so the value is never reached
-        # and no key function is needed (twice as fast as sorting by a key).
+        # and no key function is needed (twice as fast as sorting by a key). Reads get the
+        # partials of one decoded state, whose entries are all tuples or all lists.
         merged = sorted(itertools.chain.from_iterable(partials), reverse=True)
         return merged[: self.n]
 
