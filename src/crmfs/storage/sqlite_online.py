@@ -20,6 +20,7 @@ from pathlib import Path
 
 from crmfs.errors import StorageError
 from crmfs.storage.ports import EntityKey, Watermark, WatermarkMoved
+from crmfs.storage.sqlite_checkpoint import BackgroundCheckpointer
 from crmfs.storage.sqlite_tx import write_transaction
 
 _SCHEMA = """
@@ -30,7 +31,11 @@ CREATE TABLE IF NOT EXISTS watermark (
 _PREFIX = "state__"
 _MAX_PARAMS = 30_000  # below SQLite's default limit of 32,766 bound parameters
 _PAGE_CACHE_KIB = 65_536
-_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL: pages rewritten by several batches are copied once
+# A background thread checkpoints the WAL once this many pages may have been written (40 MB of
+# WAL: pages rewritten by several batches are copied once); SQLite's automatic checkpoint, in
+# the committing thread, only if the WAL grows to several times that (see sqlite_checkpoint).
+_CHECKPOINT_PAGES = 10_000
+_AUTOCHECKPOINT_PAGES = 4 * _CHECKPOINT_PAGES
 _BLOB_CACHE_BYTES = 256 * 1024 * 1024
 _ENTRY_BYTES = 100  # a cache entry's own size, roughly: key, dict slot, bytes header
 _ABSENT = b""  # cached: the key has no state (real blobs are never empty)
@@ -56,11 +61,12 @@ class SqliteOnlineStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=60000")
             self._db.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the online store at {path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._checkpointer = BackgroundCheckpointer(path, _CHECKPOINT_PAGES)
         self._cache_limit = cache_bytes
         self._cache: BlobCache = {}
         self._cached_bytes = 0
@@ -136,14 +142,13 @@ class SqliteOnlineStore:
                         raise WatermarkMoved(expected, current)
                 for table, rows in updates.items():
                     _create(db, table)
-                    db.executemany(
-                        f"INSERT OR REPLACE INTO {_quoted(table)} (key, value) VALUES (?, ?)",
-                        _in_key_order(rows),
-                    )
+                    db.executemany(_upsert(table), _in_key_order(rows))
                 if watermark is not None:
                     _set_watermark(db, watermark)
             for table, rows in updates.items():
                 self._remember(table, rows)
+        # A row may dirty a leaf page, and the watermark one more.
+        self._checkpointer.written(1 + sum(len(rows) for rows in updates.values()))
 
     def watermark(self) -> Watermark:
         with self._lock:  # not while another thread's transaction is open on the connection
@@ -191,6 +196,7 @@ class SqliteOnlineStore:
         }
 
     def close(self) -> None:
+        self._checkpointer.close()
         self._db.close()
 
 
@@ -198,6 +204,15 @@ def _create(db: sqlite3.Connection, table: str) -> None:
     db.execute(
         f"CREATE TABLE IF NOT EXISTS {_quoted(table)}"
         " (key ANY PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID"
+    )
+
+
+def _upsert(table: str) -> str:
+    """Insert or overwrite a row: an update in place, cheaper than ``INSERT OR REPLACE``'s
+    delete and insert in a table without rowid."""
+    return (
+        f"INSERT INTO {_quoted(table)} (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
     )
 
 
