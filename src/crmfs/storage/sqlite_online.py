@@ -89,8 +89,12 @@ class SqliteOnlineStore:
         return self._cache
 
     def _remember(self, table: str, rows: Mapping[EntityKey, bytes]) -> None:
+        cached = self._cache.get(table, {})
+        # Blobs replaced by newer ones free their bytes: only the cache's growth counts.
+        replaced = [cached[key] for key in rows if key in cached]
         self._cached_bytes += sum(len(blob) for blob in rows.values())
-        self._cached_bytes += _ENTRY_BYTES * len(rows)  # absent keys count too
+        self._cached_bytes -= sum(len(blob) for blob in replaced)
+        self._cached_bytes += _ENTRY_BYTES * (len(rows) - len(replaced))  # absent keys too
         if self._cached_bytes > self._cache_limit:
             self._cache = {}  # over budget: start again rather than track recency
             self._cached_bytes = 0
