@@ -4,8 +4,9 @@
 through which aggregator update) when the processor is built, so a batch only loops over
 its events. Tile indexes are computed for the whole batch at once, tiles below the live
 floor are pruned only when a state holds one, and latest values compare one candidate
-(the batch's latest event of the entity) instead of every event. The meaning of each
-update stays in ``crmfs.transform.aggregators``.
+(the batch's latest event of the entity) instead of every event. States are decoded with
+tuples (``decode_for_update``) and only the tiles an event reaches are turned into lists.
+The meaning of each update stays in ``crmfs.transform.aggregators``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 import pyarrow as pa
 
 from crmfs.runtimes.gc_pause import gc_paused
-from crmfs.runtimes.streaming.state import State, decode, encoder, new_state
+from crmfs.runtimes.streaming.state import (
+    State,
+    decode_for_update,
+    encoder,
+    new_state,
+    thaw,
+)
 from crmfs.storage.event_log import EVENT_TIME, SEQ
 from crmfs.storage.ports import EntityKey
 from crmfs.transform.aggregators import Partial
@@ -105,7 +112,7 @@ class ViewFold:
         plan = self.plan
         encode = encoder()
         for key, blob in zip(keys, read(keys), strict=True):
-            state = new_state(plan) if blob is None else decode(blob)
+            state = new_state(plan) if blob is None else decode_for_update(blob)
             self._apply(state, batch.rows_by_key[key], batch, groups)
             out[key] = encode(state)
         return out
@@ -157,6 +164,8 @@ class ViewFold:
                 partials = tiles.get(k)
                 if partials is None:
                     partials = tiles[k] = [init() for init in inits]
+                elif type(partials) is tuple:  # decoded frozen: thawed once touched
+                    partials = tiles[k] = [thaw(p) for p in partials]
                 t, s = times[i], seqs[i]
                 for slot, update in counts:
                     partials[slot] = update(partials[slot], None, t, s)
