@@ -174,11 +174,7 @@ class EventLog:
             ingested_at = max(now, self._counter(db, "ingested_at"))
             accepted = events.take(pa.array(keep, type=pa.int64())) if duplicates else events
             count = accepted.num_rows
-            accepted = accepted.append_column(
-                INGESTED_AT, pa.array([ingested_at] * count, type=pa.int64())
-            ).append_column(
-                SEQ, pa.array(np.arange(last_seq + 1, last_seq + 1 + count, dtype=np.int64))
-            )
+            accepted = _with_meta(accepted, last_seq, ingested_at)
             if count:
                 file = self._write_segment(source, accepted)
                 db.execute(
@@ -197,6 +193,21 @@ class EventLog:
         return AppendResult(
             accepted, duplicates, len(rejected), ingested_at, len(rejected) - stored
         )
+
+    def predict(self, events: pa.Table, now: int) -> pa.Table:
+        """What ``append(..., events, ..., now)`` would accept if it ran now and its events
+        were all new: ``events`` with the meta columns the next append would give them.
+
+        Lets a caller start work on a batch while it is appended; another process's append
+        in between, or a duplicate, makes the real ``accepted`` differ (compare them).
+        """
+        counters = dict(
+            self._db.execute(
+                "SELECT name, value FROM counters WHERE name IN ('seq', 'ingested_at')"
+            ).fetchall()
+        )
+        ingested_at = max(now, counters.get("ingested_at", 0))
+        return _with_meta(events, counters.get("seq", 0), ingested_at)
 
     def _quarantine(
         self, db: sqlite3.Connection, source: str, rejected: Sequence[Rejected], now: int
@@ -234,6 +245,19 @@ class EventLog:
                 ).rowcount
             }
         else:
+            # Usually every id is new: then one statement, whose rows are not fetched one by
+            # one, says so. Otherwise it is undone and the ids it inserted are returned.
+            before = db.total_changes
+            db.execute("SAVEPOINT claim")
+            db.execute(
+                "INSERT OR IGNORE INTO event_ids SELECT ?, value FROM json_each(?)",
+                (source, payload),
+            )
+            if db.total_changes - before == len(event_ids):
+                db.execute("RELEASE claim")
+                return list(range(len(event_ids)))
+            db.execute("ROLLBACK TO claim")
+            db.execute("RELEASE claim")
             cursor = db.execute(
                 "INSERT OR IGNORE INTO event_ids SELECT ?, value FROM json_each(?)"
                 " RETURNING event_id",
@@ -343,7 +367,8 @@ class EventLog:
             )
         except FileNotFoundError:
             return  # superseded and removed by another process's compaction
-        merged = merged.take(pc.sort_indices(merged[SEQ]))
+        if not _ascending(merged[SEQ]):  # usually in order already: files by seq
+            merged = merged.take(pc.sort_indices(merged[SEQ]))
         with self._transaction() as db:
             (live,) = db.execute(
                 "SELECT count(*) FROM segments WHERE source = ? "
@@ -405,6 +430,20 @@ class EventLog:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _ascending(seqs: pa.ChunkedArray) -> bool:
+    """Whether ``seqs`` strictly increase."""
+    values = seqs.to_numpy()
+    return bool(np.all(values[1:] > values[:-1]))
+
+
+def _with_meta(events: pa.Table, last_seq: int, ingested_at: int) -> pa.Table:
+    """``events`` with their ingestion time and seqs following ``last_seq``."""
+    count = events.num_rows
+    return events.append_column(
+        INGESTED_AT, pa.array([ingested_at] * count, type=pa.int64())
+    ).append_column(SEQ, pa.array(np.arange(last_seq + 1, last_seq + 1 + count, dtype=np.int64)))
 
 
 def _fsync(path: Path) -> None:
