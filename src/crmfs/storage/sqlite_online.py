@@ -12,6 +12,7 @@ older than a watermark it has seen, nor another thread's uncommitted rows.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ _ENTRY_BYTES = 100  # a cache entry's own size, roughly: key, dict slot, bytes h
 _ABSENT = b""  # cached: the key has no state (real blobs are never empty)
 
 BlobCache = dict[str, dict[EntityKey, bytes]]
+_first = operator.itemgetter(0)
 
 
 def _quoted(table: str) -> str:
@@ -224,7 +226,7 @@ def _in_key_order(rows: Mapping[EntityKey, bytes]) -> list[tuple[EntityKey, byte
     """Rows sorted by key: neighbouring writes touch neighbouring B-tree pages."""
     items = list(rows.items())
     with suppress(TypeError):  # keys of mixed types: any order is correct, sorted is faster
-        items.sort()
+        items.sort(key=_first)  # keys are unique: no need to compare blobs
     return items
 
 
