@@ -91,17 +91,23 @@ class SqliteOnlineStore:
         return self._cache
 
     def _remember(self, table: str, rows: Mapping[EntityKey, bytes]) -> None:
-        cached = self._cache.get(table, {})
-        # Blobs replaced by newer ones free their bytes: only the cache's growth counts.
-        replaced = [cached[key] for key in rows if key in cached]
-        self._cached_bytes += sum(len(blob) for blob in rows.values())
-        self._cached_bytes -= sum(len(blob) for blob in replaced)
-        self._cached_bytes += _ENTRY_BYTES * (len(rows) - len(replaced))  # absent keys too
-        if self._cached_bytes > self._cache_limit:
-            self._cache = {}  # over budget: start again rather than track recency
-            self._cached_bytes = 0
-            return
+        # An upper bound: blobs that replace cached ones are counted in full (looking each
+        # old one up costs more than the write's other bookkeeping), and the true size is
+        # measured when the bound goes over budget.
+        self._cached_bytes += sum(map(len, rows.values())) + _ENTRY_BYTES * len(rows)
         self._cache.setdefault(table, {}).update(rows)
+        if self._cached_bytes > self._cache_limit:
+            self._cached_bytes = self._measured_bytes()
+            if self._cached_bytes > self._cache_limit:
+                self._cache = {}  # over budget: start again rather than track recency
+                self._cached_bytes = 0
+
+    def _measured_bytes(self) -> int:
+        """The cache's size: its blobs, and an entry's own size for each key (absent too)."""
+        return sum(
+            sum(map(len, blobs.values())) + _ENTRY_BYTES * len(blobs)
+            for blobs in self._cache.values()
+        )
 
     # -- reads and writes --------------------------------------------------------------
 
