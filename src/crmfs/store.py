@@ -72,10 +72,11 @@ class FeatureStore:
         data = self.config.data_dir
         self.registry = SqliteRegistry(data / "registry.db")
         grace = self.config.compaction_grace_s
+        # Compaction runs in a thread: an ingest that makes one due does not wait for it.
         self.log = (
-            EventLog(data / "log")
+            EventLog(data / "log", background_compaction=True)
             if grace is None
-            else EventLog(data / "log", compaction_grace_s=grace)
+            else EventLog(data / "log", compaction_grace_s=grace, background_compaction=True)
         )
         self.online = SqliteOnlineStore(data / "online.db")
         engine_options = self.config.batch_engine

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -12,8 +14,8 @@ from crmfs.errors import IngestError
 from crmfs.ingestion.identity import IdentityStep, KeysAsGiven
 from crmfs.ingestion.readers import Records, to_table
 from crmfs.ingestion.validation import validate
-from crmfs.runtimes.streaming.processor import StreamProcessor
-from crmfs.storage.event_log import EventLog, Rejected
+from crmfs.runtimes.streaming.processor import Prepared, StreamProcessor
+from crmfs.storage.event_log import AppendResult, EventLog, Rejected
 
 
 @dataclass
@@ -39,6 +41,8 @@ class IngestReport:
 
 
 UNPARSABLE = "unparsable"
+# Batches from this size are folded while they are appended (see ``_append_while_folding``).
+OVERLAP_MIN_ROWS = 1_000
 
 
 class IngestionPipeline:
@@ -83,8 +87,13 @@ class IngestionPipeline:
         if checked:
             rejected.extend(checked.rejected)
         events = self.identity.resolve(source, events)
-        result = self.log.append(source.name, events, event_ids, rejected, at)
-        self.processor.apply_committed(source.name, result.accepted, self.log)
+        if events.num_rows >= OVERLAP_MIN_ROWS:
+            result, prepared = self._append_while_folding(
+                source.name, events, event_ids, rejected, at
+            )
+        else:
+            result, prepared = self.log.append(source.name, events, event_ids, rejected, at), None
+        self.processor.apply_committed(source.name, result.accepted, self.log, prepared)
         report = IngestReport(
             source=source.name,
             received=raw.num_rows + len(extra_rejected or []),
@@ -97,6 +106,28 @@ class IngestionPipeline:
             key = r.field or UNPARSABLE  # by field; records that could not be read at all apart
             report.reasons[key] = report.reasons.get(key, 0) + 1
         return report
+
+    def _append_while_folding(
+        self,
+        source: str,
+        events: pa.Table,
+        event_ids: list[Any],
+        rejected: list[Rejected],
+        at: int,
+    ) -> tuple[AppendResult, Prepared | None]:
+        """Append the batch in a thread while folding it as the log will most likely accept
+        it (``EventLog.predict``): the segment write, its fsyncs and compaction release the
+        GIL. The fold is only used if the committed batch is the predicted one, and only
+        written online after the append committed, as without the overlap."""
+        predicted = self.log.predict(events, at)
+        with ThreadPoolExecutor(1, thread_name_prefix="append") as pool:
+            appended = pool.submit(self.log.append, source, events, event_ids, rejected, at)
+            try:
+                prepared = self.processor.prepare(source, predicted)
+            except BaseException:
+                wait([appended])  # the append's outcome stands; the fold is redone later
+                raise
+            return appended.result(), prepared
 
 
 def _empty(source: EventSource) -> pa.Table:

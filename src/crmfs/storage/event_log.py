@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crmfs.errors import StorageError
+from crmfs.storage.log_upkeep import BackgroundCompactor
 from crmfs.storage.sqlite_tx import write_transaction
 
 _log = logging.getLogger(__name__)
@@ -127,8 +128,13 @@ class EventLog:
         *,
         compaction_grace_s: float = DEFAULT_COMPACTION_GRACE_S,
         wall_clock: Callable[[], float] = time.time,
+        background_compaction: bool = False,
     ) -> None:
-        """``compaction_grace_s``: how long files replaced by a compaction stay readable."""
+        """``compaction_grace_s``: how long files replaced by a compaction stay readable.
+
+        ``background_compaction``: an append that makes a compaction due returns at once
+        and a thread compacts (see ``BackgroundCompactor``); otherwise the append compacts.
+        """
         self.root = root
         self.compaction_grace_s = compaction_grace_s
         self._wall_clock = wall_clock
@@ -150,9 +156,24 @@ class EventLog:
             raise StorageError(f"cannot open the event log at {root}: {exc}") from exc
         self._lock = threading.Lock()
         self._remove_orphans()
+        self._compactor = (
+            BackgroundCompactor(self._connect, self._maybe_compact)
+            if background_compaction
+            else None
+        )
 
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._db, self._lock, "event log write")
+    def _connect(self) -> sqlite3.Connection:
+        """Another connection to the catalogue, for a compaction thread."""
+        db = sqlite3.connect(self.root / "log.db", check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=60000")
+        return db
+
+    def _transaction(
+        self, db: sqlite3.Connection | None = None
+    ) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction on ``db`` (default: this log's connection) under the lock."""
+        return write_transaction(self._db if db is None else db, self._lock, "event log write")
 
     def append(
         self,
@@ -174,11 +195,7 @@ class EventLog:
             ingested_at = max(now, self._counter(db, "ingested_at"))
             accepted = events.take(pa.array(keep, type=pa.int64())) if duplicates else events
             count = accepted.num_rows
-            accepted = accepted.append_column(
-                INGESTED_AT, pa.array([ingested_at] * count, type=pa.int64())
-            ).append_column(
-                SEQ, pa.array(np.arange(last_seq + 1, last_seq + 1 + count, dtype=np.int64))
-            )
+            accepted = _with_meta(accepted, last_seq, ingested_at)
             if count:
                 file = self._write_segment(source, accepted)
                 db.execute(
@@ -188,7 +205,9 @@ class EventLog:
                 self._set_counter(db, "seq", last_seq + count)
                 self._set_counter(db, "ingested_at", ingested_at)
             stored = self._quarantine(db, source, rejected, now)
-        if count:
+        if count and self._compactor is not None:
+            self._compactor.request(source)
+        elif count:
             try:
                 self._maybe_compact(source)
             except (StorageError, OSError, pa.ArrowException) as exc:
@@ -197,6 +216,21 @@ class EventLog:
         return AppendResult(
             accepted, duplicates, len(rejected), ingested_at, len(rejected) - stored
         )
+
+    def predict(self, events: pa.Table, now: int) -> pa.Table:
+        """What ``append(..., events, ..., now)`` would accept if it ran now and its events
+        were all new: ``events`` with the meta columns the next append would give them.
+
+        Lets a caller start work on a batch while it is appended; another process's append
+        in between, or a duplicate, makes the real ``accepted`` differ (compare them).
+        """
+        counters = dict(
+            self._db.execute(
+                "SELECT name, value FROM counters WHERE name IN ('seq', 'ingested_at')"
+            ).fetchall()
+        )
+        ingested_at = max(now, counters.get("ingested_at", 0))
+        return _with_meta(events, counters.get("seq", 0), ingested_at)
 
     def _quarantine(
         self, db: sqlite3.Connection, source: str, rejected: Sequence[Rejected], now: int
@@ -234,6 +268,19 @@ class EventLog:
                 ).rowcount
             }
         else:
+            # Usually every id is new: then one statement, whose rows are not fetched one by
+            # one, says so. Otherwise it is undone and the ids it inserted are returned.
+            before = db.total_changes
+            db.execute("SAVEPOINT claim")
+            db.execute(
+                "INSERT OR IGNORE INTO event_ids SELECT ?, value FROM json_each(?)",
+                (source, payload),
+            )
+            if db.total_changes - before == len(event_ids):
+                db.execute("RELEASE claim")
+                return list(range(len(event_ids)))
+            db.execute("ROLLBACK TO claim")
+            db.execute("RELEASE claim")
             cursor = db.execute(
                 "INSERT OR IGNORE INTO event_ids SELECT ?, value FROM json_each(?)"
                 " RETURNING event_id",
@@ -320,15 +367,25 @@ class EventLog:
 
     # -- maintenance ---------------------------------------------------------------------
 
-    def _maybe_compact(self, source: str) -> None:
-        rows = self._db.execute(
-            "SELECT file, rows FROM segments WHERE source = ? ORDER BY min_seq", (source,)
-        ).fetchall()
+    def _maybe_compact(self, source: str, db: sqlite3.Connection | None = None) -> None:
+        """Compact a tier of ``source``'s segments if one holds too many.
+
+        With ``db`` (a compaction thread's own connection), the merged file is written
+        before the write lock is taken (see ``_compact``).
+        """
+        rows = (
+            (self._db if db is None else db)
+            .execute("SELECT file, rows FROM segments WHERE source = ? ORDER BY min_seq", (source,))
+            .fetchall()
+        )
         lower = 0
         for upper in _SEGMENT_TIERS:
             tier = [file for file, count in rows if lower <= count < upper]
             if len(tier) > _COMPACT_AFTER:
-                self.compact(source, tier)
+                if db is None:
+                    self.compact(source, tier)
+                else:
+                    self._compact(source, tier, db)
                 return
             lower = upper
 
@@ -337,14 +394,54 @@ class EventLog:
 
         If another process compacts some of ``files`` meanwhile, this one gives way.
         """
+        self._compact(source, files)
+
+    def _compact(
+        self, source: str, files: list[str], connection: sqlite3.Connection | None = None
+    ) -> None:
+        """``compact`` on ``connection`` (default: this log's); on another connection, the
+        merged file is written to a temporary name first, without the write lock, and only
+        renamed into place under it (see ``_stage``)."""
         try:
             merged = pa.concat_tables(
                 [pq.read_table(self.segment_dir / f) for f in files], promote_options="default"
             )
         except FileNotFoundError:
             return  # superseded and removed by another process's compaction
-        merged = merged.take(pc.sort_indices(merged[SEQ]))
-        with self._transaction() as db:
+        if not _ascending(merged[SEQ]):  # usually in order already: files by seq
+            merged = merged.take(pc.sort_indices(merged[SEQ]))
+        staged = None if connection is None else self._stage(source, merged)
+        try:
+            self._swap(source, files, merged, staged, connection)
+        finally:
+            if staged is not None:
+                staged[1].unlink(missing_ok=True)  # still there if the swap did not happen
+        self.remove_superseded(connection)
+
+    def _stage(self, source: str, table: pa.Table) -> tuple[str, Path]:
+        """Write a segment under a temporary name (fsynced); its final name and its path.
+
+        Written without the write lock: another process's orphan removal may delete it
+        meanwhile, and then renaming it into place fails and the compaction is dropped.
+        """
+        folder = self.segment_dir / source
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{source}/{uuid.uuid4().hex}.parquet"
+        tmp = (self.segment_dir / name).with_suffix(".tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        _fsync(tmp)
+        return name, tmp
+
+    def _swap(
+        self,
+        source: str,
+        files: list[str],
+        merged: pa.Table,
+        staged: tuple[str, Path] | None,
+        connection: sqlite3.Connection | None,
+    ) -> None:
+        """Replace ``files`` by the merged segment in the catalogue, in one transaction."""
+        with self._transaction(connection) as db:
             (live,) = db.execute(
                 "SELECT count(*) FROM segments WHERE source = ? "
                 "AND file IN (SELECT value FROM json_each(?))",
@@ -352,9 +449,14 @@ class EventLog:
             ).fetchone()
             if live != len(files):
                 return  # another process merged some of them first: keep its merge
-            # Written under the write lock, like appends, so that orphan removal in
+            # Put in place under the write lock, like appends, so that orphan removal in
             # another process never mistakes it for a crash's leftover.
-            name = self._write_segment(source, merged)
+            if staged is None:
+                name = self._write_segment(source, merged)
+            else:
+                name, tmp = staged
+                os.replace(tmp, self.segment_dir / name)  # FileNotFoundError: tmp removed
+                _fsync(self.segment_dir / source)
             db.executemany("DELETE FROM segments WHERE file = ?", ((f,) for f in files))
             # Not deleted yet: a reader may hold a listing from before this commit.
             now = self._wall_clock()
@@ -371,12 +473,11 @@ class EventLog:
                     pc.max(merged[SEQ]).as_py(),
                 ),
             )
-        self.remove_superseded()
 
-    def remove_superseded(self) -> int:
+    def remove_superseded(self, connection: sqlite3.Connection | None = None) -> int:
         """Delete files compaction replaced more than the grace period ago; returns how many."""
         deadline = self._wall_clock() - self.compaction_grace_s
-        with self._transaction() as db:
+        with self._transaction(connection) as db:
             expired = [
                 row[0]
                 for row in db.execute(
@@ -403,8 +504,29 @@ class EventLog:
                 if f"{path.parent.name}/{path.name}" not in known:
                     path.unlink(missing_ok=True)
 
+    def wait_for_compaction(self) -> None:
+        """Return once the compactions appends asked the thread for have run."""
+        if self._compactor is not None:
+            self._compactor.drain()
+
     def close(self) -> None:
+        if self._compactor is not None:
+            self._compactor.close()  # after the compaction it may be running
         self._db.close()
+
+
+def _ascending(seqs: pa.ChunkedArray) -> bool:
+    """Whether ``seqs`` strictly increase."""
+    values = seqs.to_numpy()
+    return bool(np.all(values[1:] > values[:-1]))
+
+
+def _with_meta(events: pa.Table, last_seq: int, ingested_at: int) -> pa.Table:
+    """``events`` with their ingestion time and seqs following ``last_seq``."""
+    count = events.num_rows
+    return events.append_column(
+        INGESTED_AT, pa.array([ingested_at] * count, type=pa.int64())
+    ).append_column(SEQ, pa.array(np.arange(last_seq + 1, last_seq + 1 + count, dtype=np.int64)))
 
 
 def _fsync(path: Path) -> None:

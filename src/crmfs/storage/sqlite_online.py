@@ -12,6 +12,7 @@ older than a watermark it has seen, nor another thread's uncommitted rows.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from crmfs.errors import StorageError
 from crmfs.storage.ports import EntityKey, Watermark, WatermarkMoved
+from crmfs.storage.sqlite_checkpoint import BackgroundCheckpointer
 from crmfs.storage.sqlite_tx import write_transaction
 
 _SCHEMA = """
@@ -30,12 +32,17 @@ CREATE TABLE IF NOT EXISTS watermark (
 _PREFIX = "state__"
 _MAX_PARAMS = 30_000  # below SQLite's default limit of 32,766 bound parameters
 _PAGE_CACHE_KIB = 65_536
-_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL: pages rewritten by several batches are copied once
+# A background thread checkpoints the WAL once this many pages may have been written (40 MB of
+# WAL: pages rewritten by several batches are copied once); SQLite's automatic checkpoint, in
+# the committing thread, only if the WAL grows to several times that (see sqlite_checkpoint).
+_CHECKPOINT_PAGES = 10_000
+_AUTOCHECKPOINT_PAGES = 4 * _CHECKPOINT_PAGES
 _BLOB_CACHE_BYTES = 256 * 1024 * 1024
 _ENTRY_BYTES = 100  # a cache entry's own size, roughly: key, dict slot, bytes header
 _ABSENT = b""  # cached: the key has no state (real blobs are never empty)
 
 BlobCache = dict[str, dict[EntityKey, bytes]]
+_first = operator.itemgetter(0)
 
 
 def _quoted(table: str) -> str:
@@ -56,11 +63,12 @@ class SqliteOnlineStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=60000")
             self._db.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the online store at {path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._checkpointer = BackgroundCheckpointer(path, _CHECKPOINT_PAGES)
         self._cache_limit = cache_bytes
         self._cache: BlobCache = {}
         self._cached_bytes = 0
@@ -83,13 +91,23 @@ class SqliteOnlineStore:
         return self._cache
 
     def _remember(self, table: str, rows: Mapping[EntityKey, bytes]) -> None:
-        self._cached_bytes += sum(len(blob) for blob in rows.values())
-        self._cached_bytes += _ENTRY_BYTES * len(rows)  # absent keys count too
-        if self._cached_bytes > self._cache_limit:
-            self._cache = {}  # over budget: start again rather than track recency
-            self._cached_bytes = 0
-            return
+        # An upper bound: blobs that replace cached ones are counted in full (looking each
+        # old one up costs more than the write's other bookkeeping), and the true size is
+        # measured when the bound goes over budget.
+        self._cached_bytes += sum(map(len, rows.values())) + _ENTRY_BYTES * len(rows)
         self._cache.setdefault(table, {}).update(rows)
+        if self._cached_bytes > self._cache_limit:
+            self._cached_bytes = self._measured_bytes()
+            if self._cached_bytes > self._cache_limit:
+                self._cache = {}  # over budget: start again rather than track recency
+                self._cached_bytes = 0
+
+    def _measured_bytes(self) -> int:
+        """The cache's size: its blobs, and an entry's own size for each key (absent too)."""
+        return sum(
+            sum(map(len, blobs.values())) + _ENTRY_BYTES * len(blobs)
+            for blobs in self._cache.values()
+        )
 
     # -- reads and writes --------------------------------------------------------------
 
@@ -137,14 +155,13 @@ class SqliteOnlineStore:
                         raise WatermarkMoved(expected, current)
                 for table, rows in updates.items():
                     _create(db, table)
-                    db.executemany(
-                        f"INSERT OR REPLACE INTO {_quoted(table)} (key, value) VALUES (?, ?)",
-                        _in_key_order(rows),
-                    )
+                    db.executemany(_upsert(table), _in_key_order(rows))
                 if watermark is not None:
                     _set_watermark(db, watermark)
             for table, rows in updates.items():
                 self._remember(table, rows)
+        # A row may dirty a leaf page, and the watermark one more.
+        self._checkpointer.written(1 + sum(len(rows) for rows in updates.values()))
 
     def watermark(self) -> Watermark:
         with self._lock:  # not while another thread's transaction is open on the connection
@@ -192,6 +209,7 @@ class SqliteOnlineStore:
         }
 
     def close(self) -> None:
+        self._checkpointer.close()
         self._db.close()
 
 
@@ -202,11 +220,20 @@ def _create(db: sqlite3.Connection, table: str) -> None:
     )
 
 
+def _upsert(table: str) -> str:
+    """Insert or overwrite a row: an update in place, cheaper than ``INSERT OR REPLACE``'s
+    delete and insert in a table without rowid."""
+    return (
+        f"INSERT INTO {_quoted(table)} (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )
+
+
 def _in_key_order(rows: Mapping[EntityKey, bytes]) -> list[tuple[EntityKey, bytes]]:
     """Rows sorted by key: neighbouring writes touch neighbouring B-tree pages."""
     items = list(rows.items())
     with suppress(TypeError):  # keys of mixed types: any order is correct, sorted is faster
-        items.sort()
+        items.sort(key=_first)  # keys are unique: no need to compare blobs
     return items
 
 

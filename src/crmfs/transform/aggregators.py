@@ -32,6 +32,9 @@ class Aggregator:
     """Base: subclasses implement the algebra for one function."""
 
     function: Function
+    # True if ``update(p, value, time, seq)`` is ``p + 1`` whatever the event: the streaming
+    # fold then adds one itself instead of calling ``update``.
+    adds_one_per_event = False
 
     def init(self) -> Partial:
         raise NotImplementedError  # every concrete aggregator overrides it
@@ -59,6 +62,7 @@ class Aggregator:
 
 class Count(Aggregator):
     function = Function.COUNT
+    adds_one_per_event = True
 
     def init(self) -> int:
         return 0

@@ -4,8 +4,9 @@
 through which aggregator update) when the processor is built, so a batch only loops over
 its events. Tile indexes are computed for the whole batch at once, tiles below the live
 floor are pruned only when a state holds one, and latest values compare one candidate
-(the batch's latest event of the entity) instead of every event. The meaning of each
-update stays in ``crmfs.transform.aggregators``.
+(the batch's latest event of the entity) instead of every event. States are decoded with
+tuples (``decode_for_update``) and only the tiles an event reaches are turned into lists.
+The meaning of each update stays in ``crmfs.transform.aggregators``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 import pyarrow as pa
 
 from crmfs.runtimes.gc_pause import gc_paused
-from crmfs.runtimes.streaming.state import State, decode, encoder, new_state
+from crmfs.runtimes.streaming.state import (
+    State,
+    decode_for_update,
+    encoder,
+    new_state,
+    thaw,
+)
 from crmfs.storage.event_log import EVENT_TIME, SEQ
 from crmfs.storage.ports import EntityKey
 from crmfs.transform.aggregators import Partial
@@ -35,6 +42,7 @@ class _Step:
     slot: int
     column: int | None
     update: Update
+    adds_one: bool  # ``update`` adds one to the partial, whatever the event
 
 
 @dataclass(frozen=True)
@@ -44,12 +52,14 @@ class _GroupFold:
     steps: tuple[_Step, ...]
 
 
-# A hop group bound to one batch: live floor, tile of every row, partial inits,
-# (slot, update) of counts of events, (slot, column, update) of field features.
+# A hop group bound to one batch: live floor, tile of every row, partial inits, slots that
+# count events, (slot, update) of other features of events, (slot, column, update) of field
+# features.
 _BoundGroup = tuple[
     int,
     list[int],
     tuple[Callable[[], Partial], ...],
+    tuple[int, ...],
     tuple[tuple[int, Update], ...],
     tuple[tuple[int, list[Any], Update], ...],
 ]
@@ -83,6 +93,7 @@ class ViewFold:
                         w.slot,
                         None if w.feature.field is None else column_of[w.feature.field],
                         w.aggregator.update,
+                        w.aggregator.adds_one_per_event,
                     )
                     for w in group.features
                 ),
@@ -105,7 +116,7 @@ class ViewFold:
         plan = self.plan
         encode = encoder()
         for key, blob in zip(keys, read(keys), strict=True):
-            state = new_state(plan) if blob is None else decode(blob)
+            state = new_state(plan) if blob is None else decode_for_update(blob)
             self._apply(state, batch.rows_by_key[key], batch, groups)
             out[key] = encode(state)
         return out
@@ -136,18 +147,22 @@ class ViewFold:
     def _bound(self, g: int, batch: _Batch, now: int) -> _BoundGroup:
         """A hop group's steps bound to this batch's columns."""
         fold = self._groups[g]
-        counts = tuple((s.slot, s.update) for s in fold.steps if s.column is None)
+        tally = tuple(s.slot for s in fold.steps if s.column is None and s.adds_one)
+        counts = tuple(
+            (s.slot, s.update) for s in fold.steps if s.column is None and not s.adds_one
+        )
         valued = tuple(
             (s.slot, batch.columns[s.column], s.update) for s in fold.steps if s.column is not None
         )
-        return fold.group.first_live_tile(now), batch.tiles[g], fold.inits, counts, valued
+        first_live = fold.group.first_live_tile(now)
+        return first_live, batch.tiles[g], fold.inits, tally, counts, valued
 
     def _apply(
         self, state: State, rows: Sequence[int], batch: _Batch, groups: list[_BoundGroup]
     ) -> None:
         """Fold the entity's ``rows`` of ``batch`` into its state, in place."""
         times, seqs = batch.times, batch.seqs
-        for (floor, tile_of_row, inits, counts, valued), tiles in zip(
+        for (floor, tile_of_row, inits, tally, counts, valued), tiles in zip(
             groups, state[0], strict=True
         ):
             for i in rows:
@@ -157,6 +172,10 @@ class ViewFold:
                 partials = tiles.get(k)
                 if partials is None:
                     partials = tiles[k] = [init() for init in inits]
+                elif type(partials) is tuple:  # decoded frozen: thawed once touched
+                    partials = tiles[k] = [thaw(p) for p in partials]
+                for slot in tally:
+                    partials[slot] += 1
                 t, s = times[i], seqs[i]
                 for slot, update in counts:
                     partials[slot] = update(partials[slot], None, t, s)

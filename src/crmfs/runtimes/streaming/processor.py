@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import pyarrow as pa
@@ -37,6 +38,29 @@ PARALLEL_FOLD_MIN_ROWS = 4_000
 _WORKER_TIMEOUT_S = 120.0
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A batch folded before its append committed: the new states, if the log gives the batch
+    the seqs and ingestion time it was folded with, and the online store is still at
+    ``expected``."""
+
+    source: str
+    first_seq: int
+    rows: int
+    now: int
+    expected: Watermark
+    updates: Updates
+
+    def fits(self, source: str, batch: pa.Table) -> bool:
+        """Whether ``batch``, as committed, is the batch these states were folded from."""
+        return (
+            source == self.source
+            and batch.num_rows == self.rows
+            and batch[SEQ][0].as_py() == self.first_seq
+            and batch[INGESTED_AT][0].as_py() == self.now
+        )
+
+
 class StreamProcessor:
     """Folds batches of events into the tiles of every view of their source."""
 
@@ -58,15 +82,37 @@ class StreamProcessor:
         self._worker: FoldWorker | None = None
         self._starting = threading.Lock()
 
-    def apply_committed(self, source: str, batch: pa.Table, log: EventLog) -> None:
-        """Apply a batch just committed to the log; falls back to ``catch_up`` if behind."""
+    def prepare(self, source: str, batch: pa.Table) -> Prepared | None:
+        """Fold ``batch`` (as ``EventLog.predict`` says it will be committed) ahead of its
+        append; None if the online store is not where the batch follows on."""
+        if batch.num_rows == 0:
+            return None
+        expected = self.online.watermark()
+        first_seq = batch[SEQ][0].as_py()
+        if expected.seq != first_seq - 1:
+            return None
+        now = batch[INGESTED_AT][0].as_py()
+        updates = self.fold(source, batch, now)
+        return Prepared(source, first_seq, batch.num_rows, now, expected, updates)
+
+    def apply_committed(
+        self, source: str, batch: pa.Table, log: EventLog, prepared: Prepared | None = None
+    ) -> None:
+        """Apply a batch just committed to the log; falls back to ``catch_up`` if behind.
+
+        ``prepared``: the batch folded ahead (``prepare``), used if it fits the batch.
+        """
         if batch.num_rows == 0:
             return
-        expected = self.online.watermark()
+        if prepared is not None and prepared.fits(source, batch):
+            expected, updates = prepared.expected, prepared.updates
+        else:
+            expected, updates = self.online.watermark(), None
         first_seq = batch[SEQ][0].as_py()
         if expected.seq == first_seq - 1:
             now = batch[INGESTED_AT][0].as_py()
-            updates = self.fold(source, batch, now)
+            if updates is None:
+                updates = self.fold(source, batch, now)
             mark = Watermark(seq=batch[SEQ][-1].as_py(), ingested_at=now)
             try:
                 self.online.write(updates, mark, expected=expected)

@@ -38,6 +38,26 @@ def decode(blob: bytes) -> State:
     return state
 
 
+def decode_for_update(blob: bytes) -> State:
+    """A state for the fold: its tiles' partials stay tuples until ``thaw``ed.
+
+    Building tuples is cheaper than building lists, and a batch reaches few of an entity's
+    tiles: the fold thaws those (``thaw`` of each partial) and packs the others as they
+    are (msgpack writes a tuple as an array, like a list).
+    """
+    frozen = msgpack.unpackb(blob, raw=False, strict_map_key=False, use_list=False)
+    return [frozen[0], list(frozen[1])]
+
+
+def thaw(partial: Any) -> Any:
+    """A partial an aggregator may update in place: a list for an array, else as it is.
+
+    Entries inside (``[time, seq, value]`` of ``last_n``) may stay tuples: updates replace
+    them, never change them.
+    """
+    return list(partial) if type(partial) is tuple else partial
+
+
 def decode_frozen(blob: bytes) -> Any:
     """A state to read, not to update: tuples instead of lists, which are cheaper to build."""
     return msgpack.unpackb(blob, raw=False, strict_map_key=False, use_list=False)
