@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,25 @@ def test_threads_sharing_the_store_lose_no_update(tmp_path: Path) -> None:
         thread.join()
     assert store.read("t", ["k"]) == [b"%d" % (4 * increments_per_thread)]
     assert store.watermark().seq == 4 * increments_per_thread
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ({"a": b"1", "b": b"2", "c": b"3"}, {"b": b"20", "d": b"40"}),
+        ({1: b"1", 2: b"2", 3: b"3"}, {2: b"20", 4: b"40"}),
+        ({"a\x00x": b"1", "a": b"2"}, {"a\x00y": b"3", "a": b"20"}),  # keys JSON cannot carry
+    ],
+)
+def test_replacing_a_table_keeps_exactly_the_new_rows(
+    tmp_path: Path, old: dict[Any, bytes], new: dict[Any, bytes]
+) -> None:
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    store.write({"t": old}, Watermark(1, 0))
+    store.replace_table("t", new, Watermark(1, 0))
+    every = list(old) + list(new)
+    expected = [new.get(key) for key in every]
+    assert store.read("t", every) == expected
+    other = SqliteOnlineStore(tmp_path / "online.db")  # what the file holds, past any cache
+    assert other.read("t", every) == expected
+    assert store.tables() == {"t": len(new)}

@@ -12,6 +12,7 @@ older than a watermark it has seen, nor another thread's uncommitted rows.
 
 from __future__ import annotations
 
+import json
 import operator
 import sqlite3
 import threading
@@ -179,12 +180,24 @@ class SqliteOnlineStore:
                 current = self.watermark()
                 if current != expected:
                     raise WatermarkMoved(expected, current)
-                db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
-                _create(db, table)
-                db.executemany(
-                    f"INSERT INTO {_quoted(table)} (key, value) VALUES (?, ?)",
-                    _in_key_order(rows),
-                )
+                keys = _keys_as_json(rows)
+                if keys is None:  # a key JSON cannot carry: start from an empty table
+                    db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
+                    _create(db, table)
+                    db.executemany(
+                        f"INSERT INTO {_quoted(table)} (key, value) VALUES (?, ?)",
+                        _in_key_order(rows),
+                    )
+                else:
+                    # Overwrite in place and delete the rest: about half the time of dropping
+                    # the table (SQLite frees each of its pages) and filling a new one.
+                    _create(db, table)
+                    db.execute(
+                        f"DELETE FROM {_quoted(table)}"
+                        " WHERE key NOT IN (SELECT value FROM json_each(?))",
+                        (keys,),
+                    )
+                    db.executemany(_upsert(table), _in_key_order(rows))
             self._cache.pop(table, None)
 
     def drop_table(self, table: str) -> None:
@@ -218,6 +231,16 @@ def _create(db: sqlite3.Connection, table: str) -> None:
         f"CREATE TABLE IF NOT EXISTS {_quoted(table)}"
         " (key ANY PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID"
     )
+
+
+def _keys_as_json(rows: Mapping[EntityKey, bytes]) -> str | None:
+    """The keys as a JSON array for ``json_each``, or None if one would not come back as it
+    went in: SQLite's JSON functions end a string at NUL, and keys are text or integers."""
+    keys = list(rows)
+    if not all(type(key) is str or type(key) is int for key in keys):
+        return None
+    text = json.dumps(keys)
+    return None if "\\u0000" in text else text
 
 
 def _upsert(table: str) -> str:
