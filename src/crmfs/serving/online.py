@@ -73,6 +73,10 @@ class OnlineResponse:
         ]
 
 
+# Decoding makes thousands of short-lived tuples, none in a cycle: with the collector on, it
+# runs over them again and again (a read costs up to twice as much). They are freed by
+# reference counting when the read returns, before the collector is back on.
+@gc_paused()
 def read_online(
     online: OnlineStore,
     requests: Sequence[FeatureRequest],
@@ -82,21 +86,6 @@ def read_online(
     now: int,
 ) -> OnlineResponse:
     """Read every requested view for every entity row at time ``now``."""
-    # Decoding makes thousands of short-lived tuples, none in a cycle: with the collector on,
-    # it runs over them again and again (a read costs up to twice as much). They are freed
-    # by reference counting when the read returns, before the collector is back on.
-    with gc_paused():
-        return _read_online(online, requests, keys_per_request, entity_rows, labels, now)
-
-
-def _read_online(
-    online: OnlineStore,
-    requests: Sequence[FeatureRequest],
-    keys_per_request: Sequence[Sequence[EntityKey]],
-    entity_rows: list[dict[str, Any]],
-    labels: Sequence[Sequence[str]],
-    now: int,
-) -> OnlineResponse:
     watermark_at = online.watermark().ingested_at
     lag = now - watermark_at
     response = OnlineResponse(entity_rows, [], {}, {}, {})
