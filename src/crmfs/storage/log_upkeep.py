@@ -8,7 +8,8 @@ place and swapped into the catalogue in one short transaction under the lock (or
 in another process, which takes the same lock, never sees it half done; a crash leaves a
 temporary or unlisted file that the next open removes). Files it replaces stay for the grace
 period, as with a compaction in the append. One compaction runs at a time; a request that
-comes while one runs is kept and served after it.
+comes while one runs is kept and served after it. A compaction that fails is logged and
+tried again on a later append; closing waits for the compactions already requested.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
-
-import pyarrow as pa
-
-from crmfs.errors import StorageError
 
 _log = logging.getLogger(__name__)
 
@@ -54,20 +51,24 @@ class BackgroundCompactor:
             self._wake.notify_all()
 
     def _run(self) -> None:
-        db = self._connect()
+        try:
+            db = self._connect()
+        except Exception as exc:  # upkeep: the appends are committed
+            _log.warning("event log compaction cannot start: %s", exc)
+            self._exit()
+            return
         try:
             while True:
                 with self._wake:
                     while not self._pending and not self._stopping:
                         self._wake.wait()
-                    if self._stopping:
-                        return
+                    if not self._pending:
+                        return  # stopping, with nothing left to do
                     source = self._pending.pop(0)
                     self._busy = True
                 try:
                     self._compact(source, db)
-                except (StorageError, OSError, pa.ArrowException, sqlite3.Error) as exc:
-                    # The appends are committed; compaction is upkeep, tried again later.
+                except Exception as exc:  # upkeep: tried again on a later append
                     _log.warning("event log compaction of %r failed: %s", source, exc)
                 finally:
                     with self._wake:
@@ -75,6 +76,14 @@ class BackgroundCompactor:
                         self._wake.notify_all()
         finally:
             db.close()
+            self._exit()
+
+    def _exit(self) -> None:
+        """The thread is gone: the next request starts another; waiters stop waiting."""
+        with self._wake:
+            self._thread = None
+            self._pending.clear()
+            self._wake.notify_all()
 
     def drain(self) -> None:
         """Wait until every requested compaction has run."""
@@ -83,8 +92,8 @@ class BackgroundCompactor:
                 self._wake.wait()
 
     def close(self) -> None:
-        """Stop the thread, after the compaction it may be running (requests not yet
-        started are dropped: the next append asks again)."""
+        """Stop the thread once the compactions requested so far have run (a process that
+        ingests once and exits still keeps its log's segments few)."""
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
