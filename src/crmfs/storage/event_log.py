@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from crmfs.errors import StorageError
 from crmfs.storage.log_upkeep import BackgroundCompactor
+from crmfs.storage.sqlite_json import json_array
 from crmfs.storage.sqlite_tx import write_transaction
 
 _log = logging.getLogger(__name__)
@@ -260,9 +261,8 @@ class EventLog:
         not seen before. It runs in the append's transaction, so a failed append records none.
         """
         unique = list(dict.fromkeys(event_ids))
-        payload = json.dumps(unique)
-        if "\\u0000" in payload:
-            # SQLite's JSON functions end a string at NUL; bind such ids one by one.
+        payload = json_array(unique)
+        if payload is None:  # ids JSON cannot carry intact: bind them one by one
             new = {
                 event_id
                 for event_id in unique

@@ -12,7 +12,6 @@ older than a watermark it has seen, nor another thread's uncommitted rows.
 
 from __future__ import annotations
 
-import json
 import operator
 import sqlite3
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 from crmfs.errors import StorageError
 from crmfs.storage.ports import EntityKey, Watermark, WatermarkMoved
 from crmfs.storage.sqlite_checkpoint import BackgroundCheckpointer
+from crmfs.storage.sqlite_json import json_array
 from crmfs.storage.sqlite_tx import write_transaction
 
 _SCHEMA = """
@@ -180,7 +180,7 @@ class SqliteOnlineStore:
                 current = self.watermark()
                 if current != expected:
                     raise WatermarkMoved(expected, current)
-                keys = _keys_as_json(rows)
+                keys = json_array(rows)
                 if keys is None:  # a key JSON cannot carry: start from an empty table
                     db.execute(f"DROP TABLE IF EXISTS {_quoted(table)}")
                     _create(db, table)
@@ -231,16 +231,6 @@ def _create(db: sqlite3.Connection, table: str) -> None:
         f"CREATE TABLE IF NOT EXISTS {_quoted(table)}"
         " (key ANY PRIMARY KEY NOT NULL, value BLOB NOT NULL) STRICT, WITHOUT ROWID"
     )
-
-
-def _keys_as_json(rows: Mapping[EntityKey, bytes]) -> str | None:
-    """The keys as a JSON array for ``json_each``, or None if one would not come back as it
-    went in: SQLite's JSON functions end a string at NUL, and keys are text or integers."""
-    keys = list(rows)
-    if not all(type(key) is str or type(key) is int for key in keys):
-        return None
-    text = json.dumps(keys)
-    return None if "\\u0000" in text else text
 
 
 def _upsert(table: str) -> str:
