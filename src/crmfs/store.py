@@ -18,9 +18,7 @@ from crmfs.ingestion.readers import Chunk, Records, read_file
 from crmfs.registry.changes import Change, ChangeKind
 from crmfs.registry.sqlite_registry import SqliteRegistry
 from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy
-from crmfs.runtimes.gc_pause import gc_paused
 from crmfs.runtimes.streaming.processor import StreamProcessor
-from crmfs.runtimes.streaming.state import encoder
 from crmfs.serving.online import FeatureRequest, OnlineResponse, feature_request, read_online
 from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
 from crmfs.storage.ports import EntityKey, WatermarkMoved
@@ -310,11 +308,11 @@ class FeatureStore:
                 self.catch_up()
                 mark = self.online.watermark()
                 now = max(mark.ingested_at, self.log.last_ingested_at())
-                with gc_paused():  # states are freed before the collector runs again
-                    states = self.engine.backfill(plan, start_us, end_us, now, mark.seq)
-                    encode = encoder()
-                    rows: dict[EntityKey, bytes] = {k: encode(s) for k, s in states.items()}
-                    del states
+                table = self.engine.backfill(plan, start_us, end_us, now, mark.seq)
+                rows: dict[EntityKey, bytes] = dict(
+                    zip(table["key"].to_pylist(), table["state"].to_pylist(), strict=True)
+                )
+                del table
                 try:
                     self.online.replace_table(plan.table, rows, mark)
                     break

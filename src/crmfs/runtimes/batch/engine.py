@@ -10,13 +10,11 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from crmfs.definitions import EventSource, Function
+from crmfs.definitions import EventSource
 from crmfs.errors import StorageError
-from crmfs.runtimes.batch import sql
+from crmfs.runtimes.batch import sql, state_blobs
 from crmfs.runtimes.batch.sorted_pit import sorted_point_in_time_sql
-from crmfs.runtimes.streaming.state import State, new_state
 from crmfs.storage.arrow_schema import log_schema
 from crmfs.storage.event_log import EVENT_TIME, EventLog
 from crmfs.transform.plan import ViewPlan
@@ -128,73 +126,37 @@ class DuckDBEngine:
 
     def backfill(
         self, plan: ViewPlan, start_us: int, end_us: int, now: int, upto_seq: int
-    ) -> dict[Any, State]:
+    ) -> pa.Table:
         """Online state per entity from log events with ``start <= event_time < end``.
 
         Only events with ``seq <= upto_seq`` count: those the online store has applied, so a
         batch committed meanwhile by another process is not counted twice.
 
-        Partials are converted a column at a time; the queries return rows ordered by key,
-        so each state is built from objects allocated side by side, which makes encoding
-        and freeing the states several times faster than in hash order. The states are for
-        encoding, not for folding: their tiles and entries are tuples (msgpack writes a tuple
-        as it writes a list), which are cheaper to build.
+        The table has a row per entity: ``key`` and ``state``, the state as the streaming
+        runtime stores it (msgpack), encoded from the queries' columns without a Python object
+        per entity or value (``state_blobs``).
         """
-        states: dict[Any, State] = {}
         with self._events_of(plan.view.source) as db:
-            for g, group in enumerate(plan.hop_groups):
-                query = sql.tiles_sql(
-                    plan, g, group.first_live_tile(now), start_us, end_us, upto_seq
+            groups = [
+                state_blobs.tile_maps(
+                    db.sql(
+                        sql.tiles_sql(
+                            plan, g, group.first_live_tile(now), start_us, end_us, upto_seq
+                        )
+                    ).to_arrow_table()
                 )
-                table = db.sql(query).to_arrow_table()
-                partials = [
-                    _partials(w.feature.function, table.column(2 + i))
-                    for i, w in enumerate(group.features)
-                ]
-                keys = table.column(0).to_pylist()
-                tiles = table.column(1).to_pylist()
-                for key, k, row in zip(keys, tiles, zip(*partials, strict=True), strict=True):
-                    state = states.get(key)
-                    if state is None:
-                        state = states[key] = new_state(plan)
-                    state[0][g][k] = row
+                for g, group in enumerate(plan.hop_groups)
+            ]
+            latest = None
             if plan.latest:
-                table = db.sql(sql.latest_sql(plan, start_us, end_us, upto_seq)).to_arrow_table()
-                keys = table.column(0).to_pylist()
-                latest = [_entries(table.column(1 + i)) for i in range(len(plan.latest))]
-                for key, entries in zip(keys, zip(*latest, strict=True), strict=True):
-                    state = states.get(key)
-                    if state is None:
-                        state = states[key] = new_state(plan)
-                    state[1] = list(entries)
+                query = sql.latest_sql(plan, start_us, end_us, upto_seq)
+                latest = state_blobs.latest_entries(db.sql(query).to_arrow_table())
+                keys = latest[0]
             else:  # without latest values, entities whose tiles all aged out are still known
-                keys = db.sql(sql.entity_keys_sql(plan, start_us, end_us, upto_seq))
-                for key in keys.to_arrow_table().column(0).to_pylist():
-                    if key not in states:
-                        states[key] = new_state(plan)
-        return states
-
-
-def _partials(function: Function, column: pa.ChunkedArray) -> list[Any]:
-    """SQL's partials in the algebra's representation, converted a column at a time."""
-    array = column.combine_chunks()
-    if function is Function.LAST:
-        return _entries(array)
-    if function is Function.MEAN:
-        sums = pc.struct_field(array, "s").to_pylist()
-        counts = pc.struct_field(array, "c").to_pylist()
-        return list(zip(sums, counts, strict=True))
-    if function is Function.LAST_N:
-        offsets = pc.list_value_length(array).to_pylist()
-        entries = _entries(pc.list_flatten(array))
-        out: list[Any] = []
-        start = 0
-        for length in offsets:
-            out.append(entries[start : start + length])
-            start += length
-        return out
-    values: list[Any] = array.to_pylist()
-    return values
+                query = sql.entity_keys_sql(plan, start_us, end_us, upto_seq)
+                keys = db.sql(query).to_arrow_table().column(0).combine_chunks()
+        keys, blobs = state_blobs.states(groups, latest, len(plan.latest), keys)
+        return pa.table({"key": keys, "state": blobs})
 
 
 def _in_row_order(parts: list[pa.Table]) -> pa.Table:
@@ -218,19 +180,6 @@ def _in_row_order(parts: list[pa.Table]) -> pa.Table:
         columns[name] = table[name].take(indices)
         table = table.drop_columns([name])
     return pa.table(columns)
-
-
-def _entries(column: pa.Array | pa.ChunkedArray) -> list[tuple[Any, ...] | None]:
-    """``(time, seq, value)`` per row of a struct column ``{t, s, v}`` (None where null)."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    times = pc.struct_field(array, "t").to_pylist()
-    seqs = pc.struct_field(array, "s").to_pylist()
-    values = pc.struct_field(array, "v").to_pylist()
-    rows: list[tuple[Any, ...] | None] = list(zip(times, seqs, values, strict=True))
-    if array.null_count:
-        for i in pc.indices_nonzero(array.is_null()).to_pylist():
-            rows[i] = None
-    return rows
 
 
 def entity_rows(keys: Sequence[Any], times: Sequence[int]) -> pa.Table:
