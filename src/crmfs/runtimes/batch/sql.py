@@ -238,14 +238,13 @@ ORDER BY __key, __k
 
 
 def latest_sql(plan: ViewPlan, start_us: int, end_us: int, upto_seq: int) -> str:
-    """The latest event's (time, seq, value) per entity for every latest feature."""
-    columns = [
-        f"arg_max_null(struct_pack(t := __et, s := __seq, v := {quote('v_' + f.field)}), {_ORDER}) AS l{i}"
-        for i, f in enumerate(plan.latest)
-    ]
+    """The latest event per entity: ``__key`` and ``__latest``, a struct of its time ``t``,
+    ``seq`` ``s`` and the value ``vI`` of each latest feature I (one aggregate for all)."""
+    members = ", ".join(f"v{i} := {quote('v_' + f.field)}" for i, f in enumerate(plan.latest))
     return f"""
 WITH ev AS ({source_events_sql(plan)})
-SELECT __key, {", ".join(columns)} FROM ev
+SELECT __key, arg_max_null(struct_pack(t := __et, s := __seq, {members}), {_ORDER}) AS __latest
+FROM ev
 WHERE __et >= {start_us} AND __et < {end_us} AND __seq <= {upto_seq}
 GROUP BY __key
 ORDER BY __key

@@ -47,10 +47,15 @@ def tile_maps(table: pa.Table) -> Keyed:
 
 
 def latest_entries(table: pa.Table) -> Keyed:
-    """Each entity's ``[entry per latest feature]`` from ``key, {t, s, v} per feature``."""
-    features = table.num_columns - 1
+    """Each entity's ``[[time, seq, value] per latest feature]`` from ``key`` and a struct
+    ``{t, s, v0, v1, ...}`` of its latest event."""
+    latest = table.column(1).combine_chunks()
+    features = latest.type.num_fields - 2
+    time, seq = encode(pc.struct_field(latest, [0])), encode(pc.struct_field(latest, [1]))
+    entry = constant(array_header(3))
+    values = [encode(pc.struct_field(latest, [2 + i])) for i in range(features)]
     entries = join(
-        [constant(array_header(features))] + [encode(table.column(1 + i)) for i in range(features)]
+        [constant(array_header(features))] + [join([entry, time, seq, v]) for v in values]
     )
     return table.column(0).combine_chunks(), entries
 
