@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
 from crmfs.definitions import FieldType
 from crmfs.errors import EntityDataError, StorageError
 from crmfs.parity import replay_parity
-from crmfs.runtimes.batch.engine import DuckDBEngine
+from crmfs.runtimes.batch.engine import DuckDBEngine, _in_row_order
 from crmfs.storage.event_log import EventLog
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
@@ -171,3 +172,24 @@ def test_int_keys_given_as_floats_find_their_events_in_every_slice(tmp_path: Pat
     report = replay_parity(store.log, store.engine, list(store.plans().values()))
     assert report.ok
     assert report.checks > 0
+
+
+def test_parts_come_back_in_row_order_whatever_their_chunks() -> None:
+    """Slices of keys come back from DuckDB interleaved by row, some of them empty."""
+    schema = pa.schema([("__row", pa.int64()), ("v", pa.string()), ("l", pa.list_(pa.int64()))])
+    first = pa.Table.from_batches(
+        [
+            pa.record_batch([[2, 0], ["c", "a"], [[2], None]], schema=schema),
+            pa.record_batch([[4], ["e"], [[4, 4]]], schema=schema),
+        ]
+    )
+    empty = schema.empty_table()
+    second = pa.table({"__row": [3, 1], "v": ["d", None], "l": [[], [1]]}, schema=schema)
+    parts = [first, empty, second]
+    out = _in_row_order(parts)
+    assert parts == []
+    assert out.column_names == ["v", "l"]
+    assert out.to_pydict() == {
+        "v": ["a", None, "c", "d", "e"],
+        "l": [None, [1], [2], [], [4, 4]],
+    }
