@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 
 BINARY = pa.large_binary()
 NIL = b"\xc0"
-_NOTHING = pa.scalar(b"", BINARY)
 
 
 def constant(document: bytes) -> pa.Scalar:
@@ -42,14 +41,14 @@ def map_header(length: int) -> bytes:
 
 def join(parts: Sequence[pa.Array | pa.Scalar]) -> pa.Array:
     """Element-wise concatenation of documents (arrays of equal length, or constants)."""
-    joined: pa.Array = pc.binary_join_element_wise(*parts, _NOTHING)
+    joined: pa.Array = pc.binary_join_element_wise(*parts, constant(b""))
     return joined
 
 
 def joined_runs(documents: pa.Array, offsets: np.ndarray) -> pa.Array:
     """``documents[offsets[i]:offsets[i+1]]`` concatenated, for each i."""
     lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), documents)
-    runs: pa.Array = pc.binary_join(lists, _NOTHING)
+    runs: pa.Array = pc.binary_join(lists, constant(b""))
     return runs
 
 
