@@ -26,6 +26,21 @@ def test_read_sees_writes_of_another_connection(tmp_path: Path) -> None:
     assert reader.read("v__v1", ["c"]) == [None]
 
 
+def test_the_watermark_kept_between_reads_follows_every_commit(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    other = SqliteOnlineStore(tmp_path / "online.db")
+    assert store.watermark() == other.watermark() == Watermark()
+    store.write({"t": {1: b"x"}}, Watermark(1, 10), expected=Watermark())
+    assert store.watermark() == other.watermark() == Watermark(1, 10)
+    other.write({"t": {1: b"y"}}, Watermark(2, 20), expected=Watermark(1, 10))
+    assert store.watermark() == Watermark(2, 20)
+    with pytest.raises(WatermarkMoved):  # checked inside the write, then the write is undone
+        store.write({"t": {1: b"z"}}, Watermark(3, 30), expected=Watermark(1, 10))
+    assert store.watermark() == other.watermark() == Watermark(2, 20)
+    store.write({"t": {2: b"w"}})  # a write without a watermark keeps it
+    assert store.watermark() == Watermark(2, 20)
+
+
 def test_a_write_under_a_moved_watermark_changes_nothing(tmp_path: Path) -> None:
     store = SqliteOnlineStore(tmp_path / "online.db")
     other = SqliteOnlineStore(tmp_path / "online.db")

@@ -20,11 +20,11 @@ from typing import Any, cast
 
 from crmfs.definitions import FieldType
 from crmfs.runtimes.gc_pause import gc_paused
-from crmfs.runtimes.streaming.reader import ReadPlan, StateReader, Values
+from crmfs.runtimes.streaming.reader import ReadPlan, Values
 from crmfs.runtimes.streaming.state import decode_frozen
 from crmfs.storage.ports import EntityKey, OnlineStore
 from crmfs.timestamps import MICROS_PER_SECOND, from_micros
-from crmfs.transform.plan import ViewPlan
+from crmfs.transform.plan import PlannedWindow, ViewPlan
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
 
@@ -38,6 +38,8 @@ class FeatureRequest:
     positions: list[int]
     timestamp_outputs: list[bool]
     read_plan: ReadPlan
+    windows: list[PlannedWindow]  # the plan's, listed once
+    table: str  # the plan's online table
 
 
 @dataclass
@@ -94,11 +96,11 @@ def read_online(
         sla = plan.view.sla_seconds
         status = STALE if sla is not None and lag > sla * MICROS_PER_SECOND else FRESH
         window_age = max(0, lag) / MICROS_PER_SECOND
-        windows = plan.windows
-        reader = StateReader(request.read_plan, now)
+        windows = request.windows
+        read = request.read_plan.read_at(now)
         states = [
-            None if blob is None else reader.values(decode_frozen(blob))
-            for blob in online.read(plan.table, keys)
+            None if blob is None else read(decode_frozen(blob), now)
+            for blob in online.read(request.table, keys)
         ]
         n = len(states)
         all_known = None not in states  # the usual case, with column-wise work below
@@ -172,4 +174,6 @@ def feature_request(plan: ViewPlan, names: Sequence[str]) -> FeatureRequest:
         [outputs.index(n) for n in names],
         [output_types[n] is FieldType.TIMESTAMP for n in names],
         ReadPlan(plan),
+        plan.windows,
+        plan.table,
     )

@@ -73,6 +73,7 @@ class SqliteOnlineStore:
         self._cache: BlobCache = {}
         self._cached_bytes = 0
         self._version = self._data_version()
+        self._watermark: Watermark | None = None  # as of self._version, or unknown
         with self._transaction() as db:
             _move_shared_table(db)
 
@@ -87,6 +88,7 @@ class SqliteOnlineStore:
         if version != self._version:
             self._cache = {}
             self._cached_bytes = 0
+            self._watermark = None
             self._version = version
         return self._cache
 
@@ -147,28 +149,36 @@ class SqliteOnlineStore:
         expected: Watermark | None = None,
     ) -> None:
         with self._lock:  # held on until the cache has the committed blobs
-            with self._transaction() as db:
-                self._current_cache(self._data_version())
-                if expected is not None:
-                    current = self.watermark()
-                    if current != expected:
-                        raise WatermarkMoved(expected, current)
-                for table, rows in updates.items():
-                    _create(db, table)
-                    db.executemany(_upsert(table), _in_key_order(rows))
-                if watermark is not None:
-                    _set_watermark(db, watermark)
+            try:
+                with self._transaction() as db:
+                    self._current_cache(self._data_version())
+                    if expected is not None:
+                        current = self.watermark()
+                        if current != expected:
+                            raise WatermarkMoved(expected, current)
+                    for table, rows in updates.items():
+                        _create(db, table)
+                        db.executemany(_upsert(table), _in_key_order(rows))
+                    if watermark is not None:
+                        _set_watermark(db, watermark)
+            finally:
+                self._watermark = None  # read again after this write, committed or not
             for table, rows in updates.items():
                 self._remember(table, rows)
         # A row may dirty a leaf page, and the watermark one more.
         self._checkpointer.written(1 + sum(len(rows) for rows in updates.values()))
 
     def watermark(self) -> Watermark:
+        """The last applied log position; kept between calls until a commit may change it
+        (a write through this store, or any commit of another connection)."""
         with self._lock:  # not while another thread's transaction is open on the connection
-            row = self._db.execute(
-                "SELECT seq, ingested_at FROM watermark WHERE name = 'stream'"
-            ).fetchone()
-        return Watermark() if row is None else Watermark(row[0], row[1])
+            self._current_cache(self._data_version())
+            if self._watermark is None:
+                row = self._db.execute(
+                    "SELECT seq, ingested_at FROM watermark WHERE name = 'stream'"
+                ).fetchone()
+                self._watermark = Watermark() if row is None else Watermark(row[0], row[1])
+            return self._watermark
 
     def replace_table(
         self, table: str, rows: Mapping[EntityKey, bytes], expected: Watermark

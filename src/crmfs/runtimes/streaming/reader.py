@@ -12,16 +12,19 @@ which partials reach them. A window with a single tile is finalized directly
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from crmfs.transform.aggregators import Aggregator
-from crmfs.transform.plan import PlannedWindow, ViewPlan, window_lower_bound
+from crmfs.transform.plan import PlannedWindow, ViewPlan
 
 Values = tuple[list[Any], list[int | None]]
-StateRead = Callable[[Sequence[Any]], Values]
-# The compiled factory: (now, per hop group (last tile, first tile per window)) -> a read.
-_Factory = Callable[[int, list[tuple[int, list[int]]]], StateRead]
+# A compiled read: (state, now) -> values, for the tile bounds it was built with.
+StateRead = Callable[[Sequence[Any], int], Values]
+Bounds = tuple[tuple[int, tuple[int, ...]], ...]
+# The compiled factory: per hop group (last tile, first tile per window) -> a read.
+_Factory = Callable[[Bounds], StateRead]
 
 
 class ReadPlan:
@@ -34,13 +37,31 @@ class ReadPlan:
             list(dict.fromkeys(w.window_us for w in group.features)) for group in plan.hop_groups
         ]
         self.factory: _Factory = _compile(plan, self.windows)
+        # Every hop and window is a multiple of the quantum, so the bounds stay the same while
+        # ``now // quantum`` and ``(now - 1) // quantum`` do: reads close in time share them.
+        self.quantum = math.gcd(*self.hops, *(w for ws in self.windows for w in ws)) or 1
+        self._last: tuple[tuple[int, int], StateRead] | None = None
 
-    def bounds(self, now: int) -> list[tuple[int, list[int]]]:
-        """Per hop group: the last tile at ``now`` and each window's first tile."""
-        return [
-            ((now - 1) // hop, [window_lower_bound(now, window, hop) // hop for window in windows])
-            for hop, windows in zip(self.hops, self.windows, strict=True)
-        ]
+    def bounds(self, now: int) -> Bounds:
+        """Per hop group: the last tile at ``now`` and each window's first tile, that is
+        ``window_lower_bound(now, window, hop) // hop``."""
+        return tuple(
+            [
+                ((now - 1) // hop, tuple([(now - window) // hop for window in windows]))
+                for hop, windows in zip(self.hops, self.windows, strict=True)
+            ]
+        )
+
+    def read_at(self, now: int) -> StateRead:
+        """The compiled read for ``now``'s tile bounds (kept for the next call with them)."""
+        quantum = self.quantum
+        span = (now // quantum, (now - 1) // quantum)
+        last = self._last
+        if last is not None and last[0] == span:
+            return last[1]
+        read = self.factory(self.bounds(now))
+        self._last = (span, read)
+        return read
 
 
 class StateReader:
@@ -48,12 +69,15 @@ class StateReader:
 
     def __init__(self, read_plan: ReadPlan, now: int) -> None:
         self.now = now
-        self.values: StateRead = read_plan.factory(now, read_plan.bounds(now))
+        self._read = read_plan.read_at(now)
+
+    def values(self, state: Sequence[Any]) -> Values:
         """Feature values in ``plan.output_names`` order, and each latest value's time.
 
         The state may come from ``decode`` or ``decode_frozen``. Windows cover
         ``L < event_time <= now``; latest values older than the TTL are None.
         """
+        return self._read(state, self.now)
 
 
 def read_values(plan: ViewPlan, state: Sequence[Any], now: int) -> Values:
@@ -78,11 +102,11 @@ def _compile(plan: ViewPlan, windows: list[list[int]]) -> _Factory:
         empty.append(value)
     empty += [None] * len(plan.latest)
     scope["EMPTY"] = empty
-    lines = ["def factory(now, bounds):"]
+    lines = ["def factory(bounds):"]
     for g, group_windows in enumerate(windows):
         firsts = "".join(f"F{g}_{j}, " for j in range(len(group_windows)))
         lines.append(f"    L{g}, ({firsts}) = bounds[{g}]")
-    lines += ["    def read(state):", "        v = EMPTY.copy()", "        groups = state[0]"]
+    lines += ["    def read(state, now):", "        v = EMPTY.copy()", "        groups = state[0]"]
     positions = {w.feature.name: i for i, w in enumerate(plan.windows)}
     for g, group in enumerate(plan.hop_groups):
         lines.append(f"        tiles = groups[{g}]")
