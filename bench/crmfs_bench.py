@@ -9,9 +9,9 @@ the join once, from a cold start::
 
     python bench/crmfs_bench.py pit1m STORE_DIR ENTITIES_PARQUET
 
-prints ``{"seconds": ..., "rows": ...}`` on stdout; the parent reads the child's peak RSS from
-``os.wait4``. ``python bench/crmfs_bench.py run SCENARIO_DIR WORK_DIR`` runs the whole crmfs side
-and prints the figures as JSON.
+prints ``{"seconds": ..., "rows": ..., "peak_mb": ...}`` on stdout: the child's own peak RSS
+(``peak_memory.py`` says why not ``os.wait4``'s). ``python bench/crmfs_bench.py run SCENARIO_DIR
+WORK_DIR`` runs the whole crmfs side and prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from crmfs.definitions import Aggregation, Entity, EventSource, FeatureView, Latest
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
+from peak_memory import own_peak_mb
 from reference_bench import asof_join_seconds
 from scenario import ANCHOR
 
@@ -207,7 +208,8 @@ def pit_1m_in_child(store_dir: Path, entities_path: Path) -> tuple[float, float]
     if proc.returncode != 0:
         raise RuntimeError(f"pit1m child failed with exit code {proc.returncode}")
     result = json.loads(out)
-    return float(result["seconds"]), rusage.ru_maxrss / 1024  # Linux: ru_maxrss is in KiB
+    peak_mb = result.get("peak_mb") or rusage.ru_maxrss / 1024  # see peak_memory.py
+    return float(result["seconds"]), float(peak_mb)
 
 
 def freshness(
@@ -307,7 +309,7 @@ def _pit1m_child(store_dir: Path, entities_path: Path) -> int:
     entities = pq.read_table(entities_path)
     store = open_store(store_dir, Clock(to_micros(ANCHOR)))
     seconds = pit(store, entities)
-    print(json.dumps({"seconds": seconds, "rows": entities.num_rows}))
+    print(json.dumps({"seconds": seconds, "rows": entities.num_rows, "peak_mb": own_peak_mb()}))
     return 0
 
 

@@ -98,7 +98,7 @@ class DuckDBEngine:
                     >= self.log.counts().get(plan.view.source.name, 0)
                 ):
                     return self._sorted_point_in_time(db, plan, entity_rows.num_rows)
-                parts = [db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table()]
+                parts = [_owned(db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table())]
                 return _in_row_order(parts)
             finally:
                 db.unregister("entity_rows")
@@ -109,7 +109,7 @@ class DuckDBEngine:
         parts = max(1, -(-rows // self.sorted_rows_per_part))
         joined = self._short_windows(db, plan)
         tables = [
-            db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table()
+            _owned(db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table())
             for part in range(parts)
         ]
         return _in_row_order(tables)
@@ -159,43 +159,51 @@ class DuckDBEngine:
         return pa.table({"key": keys, "state": blobs})
 
 
-def _owned_columns(table: pa.Table) -> dict[str, pa.Array]:
-    """``table``'s columns, each copied into buffers of its own.
+def _owned(table: pa.Table) -> pa.Table:
+    """``table`` with each column copied into buffers of its own.
 
     The buffers of a table exported by DuckDB belong to its record batches: one is freed only
-    once every column of its batch is gone. Owned columns are freed one at a time.
+    once every column of its batch is gone. A copy's columns are freed one at a time, and the
+    export is freed as soon as the copy is made (a slice of a training set at a time).
     """
-    return {
-        name: pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
-        for name, column in zip(table.column_names, table.columns, strict=True)
-    }
+    return pa.table(
+        {
+            name: pa.concat_arrays(column.chunks)
+            if column.num_chunks
+            else pa.array([], column.type)
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }
+    )
 
 
 def _in_row_order(parts: list[pa.Table]) -> pa.Table:
     """The rows of ``parts`` sorted by ``__row`` (a permutation of 0..n-1), a column at a time;
     ``__row`` itself may be left out.
 
-    The list is emptied as the parts are copied into columns of their own (``_owned_columns``),
-    and each column's copy is dropped once it is reordered, so the reordering needs memory for
-    the table and one column, not for two tables.
+    The list is emptied, and each column of the parts is dropped once it is reordered: with
+    columns that own their buffers (``_owned``), the reordering needs memory for the table and
+    one column, not for two tables.
     """
     rows = np.concatenate([part["__row"].to_numpy() for part in parts])
     if bool((rows[1:] > rows[:-1]).all()):
         return pa.concat_tables(
             parts
         )  # already in order (DuckDB often keeps the probe side's order)
-    owned = []
-    while parts:
-        owned.append(_owned_columns(parts.pop(0)))
     order = np.empty(len(rows), dtype=np.int32 if len(rows) < 2**31 else np.int64)
     order[rows] = np.arange(len(rows), dtype=order.dtype)
     del rows
     indices = pa.array(order)
+    tables = parts.copy()
+    parts.clear()
     columns: dict[str, pa.ChunkedArray] = {}
-    for name in list(owned[0]):
-        column = pa.chunked_array([part.pop(name) for part in owned])
+    for name in tables[0].column_names:
+        column = pa.chunked_array(
+            [chunk for table in tables for chunk in table[name].chunks], tables[0][name].type
+        )
+        tables = [table.drop_columns([name]) for table in tables]
         if name != "__row":  # the order itself: not needed once the rows are in it
             columns[name] = column.take(indices)
+        del column
     return pa.table(columns)
 
 
