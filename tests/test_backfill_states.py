@@ -144,15 +144,32 @@ def _states(store: FeatureStore, plan: ViewPlan, keys: list[int]) -> list[Any]:
     return out
 
 
-def test_backfilled_states_equal_the_streamed_ones(tmp_path: Path) -> None:
+WINDOWS_ONLY = FeatureView(
+    "orders_windows",
+    account,
+    orders,
+    features=[f for f in VIEW.features if isinstance(f, Aggregation)],
+    ttl="3d",
+)
+LATEST_ONLY = FeatureView(
+    "orders_latest",
+    account,
+    orders,
+    features=[f for f in VIEW.features if isinstance(f, Latest)],
+    ttl="3d",
+)
+
+
+@pytest.mark.parametrize("view", [VIEW, WINDOWS_ONLY, LATEST_ONLY], ids=lambda v: v.name)
+def test_backfilled_states_equal_the_streamed_ones(tmp_path: Path, view: FeatureView) -> None:
     clock = [to_micros(START + timedelta(days=3))]
-    store = FeatureStore(tmp_path, definitions=[VIEW], clock=lambda: clock[0])
+    store = FeatureStore(tmp_path, definitions=[view], clock=lambda: clock[0])
     store.apply()
     store.ingest("orders", [_order(i) for i in range(150)])
     # A late event, and a key whose only events are older than every tile (kept, tiles empty).
     store.ingest("orders", [_order(3) | {"order_id": "late", "ts": START + timedelta(hours=1)}])
     store.ingest("orders", [_order(0) | {"order_id": "old", "account_id": 99, "ts": START}])
-    plan = store.plans()[VIEW.name]
+    plan = store.plans()[view.name]
     keys = [0, 1, 2, 3, 99]
     streamed = _states(store, plan, keys)
     reports = store.materialize()
