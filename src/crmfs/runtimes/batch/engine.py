@@ -185,10 +185,10 @@ def _in_row_order(parts: list[pa.Table]) -> pa.Table:
     one column, not for two tables.
     """
     rows = np.concatenate([part["__row"].to_numpy() for part in parts])
-    if bool((rows[1:] > rows[:-1]).all()):
-        return pa.concat_tables(
-            parts
-        )  # already in order (DuckDB often keeps the probe side's order)
+    if bool((rows[1:] > rows[:-1]).all()):  # DuckDB often keeps the probe side's order
+        table = pa.concat_tables(parts)
+        parts.clear()
+        return table
     order = np.empty(len(rows), dtype=np.int32 if len(rows) < 2**31 else np.int64)
     order[rows] = np.arange(len(rows), dtype=order.dtype)
     del rows
