@@ -144,20 +144,14 @@ def _states(store: FeatureStore, plan: ViewPlan, keys: list[int]) -> list[Any]:
     return out
 
 
-WINDOWS_ONLY = FeatureView(
-    "orders_windows",
-    account,
-    orders,
-    features=[f for f in VIEW.features if isinstance(f, Aggregation)],
-    ttl="3d",
-)
-LATEST_ONLY = FeatureView(
-    "orders_latest",
-    account,
-    orders,
-    features=[f for f in VIEW.features if isinstance(f, Latest)],
-    ttl="3d",
-)
+def _part_of_view(name: str, kind: type[Aggregation] | type[Latest]) -> FeatureView:
+    """A view of ``VIEW``'s features of one kind only."""
+    features = [f for f in VIEW.features if isinstance(f, kind)]
+    return FeatureView(name, account, orders, features=features, ttl="3d")
+
+
+WINDOWS_ONLY = _part_of_view("orders_windows", Aggregation)
+LATEST_ONLY = _part_of_view("orders_latest", Latest)
 
 
 @pytest.mark.parametrize("view", [VIEW, WINDOWS_ONLY, LATEST_ONLY], ids=lambda v: v.name)

@@ -190,8 +190,7 @@ class SqliteOnlineStore:
     ) -> None:
         with self._lock:
             with self._transaction() as db:
-                self._current_cache(self._data_version())
-                current = self.watermark()
+                current = self.watermark()  # also empties the cache if another commit came
                 if current != expected:
                     raise WatermarkMoved(expected, current)
                 # Overwrite in place and delete the rest: about half the time of dropping the

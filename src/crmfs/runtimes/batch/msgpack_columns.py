@@ -77,6 +77,7 @@ _STR_HEADERS += ((2**32, 0xDB, ">u4", 0),)
 _BIN_HEADERS: Forms = ((256, 0xC4, "u1", 0), (2**16, 0xC5, ">u2", 0), (2**32, 0xC6, ">u4", 0))
 _ARRAY_HEADERS: Forms = ((16, None, "u1", 0x90), (2**16, 0xDC, ">u2", 0), (2**32, 0xDD, ">u4", 0))
 _MAP_HEADERS: Forms = ((16, None, "u1", 0x80), (2**16, 0xDE, ">u2", 0), (2**32, 0xDF, ">u4", 0))
+_BOOLEANS: Forms = ((2, None, "u1", 0xC2),)  # false 0xC2, true 0xC3
 
 
 def _shortest(values: np.ndarray, forms: Forms) -> pa.Array:
@@ -149,7 +150,8 @@ def _encode_valid(array: pa.Array) -> pa.Array:
     """The documents of ``array``'s elements, whatever they hold under a null."""
     kind = array.type
     if pa.types.is_boolean(kind):
-        return _booleans(array.fill_null(False).to_numpy(zero_copy_only=False))
+        flags = array.fill_null(False).to_numpy(zero_copy_only=False)
+        return _shortest(flags.astype(np.int64), _BOOLEANS)
     if pa.types.is_signed_integer(kind) or pa.types.is_unsigned_integer(kind):
         if kind == pa.uint64():
             return tagged(0xCF, array.fill_null(0).to_numpy().astype(np.uint64))
@@ -170,14 +172,6 @@ def _encode_valid(array: pa.Array) -> pa.Array:
         items = joined_runs(encode(array.flatten()), offsets)
         return join([array_headers(lengths), items])
     raise TypeError(f"no msgpack encoding for Arrow type {kind}")
-
-
-def _booleans(flags: np.ndarray) -> pa.Array:
-    tags = np.where(flags, 0xC3, 0xC2).astype(np.uint8)
-    fixed = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(1), len(tags), [None, pa.py_buffer(tags)]
-    )
-    return fixed.cast(BINARY)
 
 
 def _sized(headers: Forms, payload: pa.Array) -> pa.Array:
