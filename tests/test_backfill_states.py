@@ -13,7 +13,7 @@ import pytest
 from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
 from crmfs.definitions import Function
 from crmfs.runtimes.batch.msgpack_columns import encode
-from crmfs.runtimes.streaming.state import decode
+from crmfs.runtimes.streaming.state import decode, expanded
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
 from crmfs.transform.plan import ViewPlan
@@ -133,7 +133,7 @@ def _states(store: FeatureStore, plan: ViewPlan, keys: list[int]) -> list[Any]:
     out = []
     for blob in store.online.read(plan.table, keys):
         assert blob is not None
-        tiles, latest = decode(blob)
+        tiles, latest = expanded(decode(blob))
         for g, group in enumerate(plan.hop_groups):
             for k, partials in tiles[g].items():
                 tiles[g][k] = [
@@ -170,3 +170,43 @@ def test_backfilled_states_equal_the_streamed_ones(tmp_path: Path, view: Feature
     assert reports[0].entities == len(keys)
     assert _states(store, plan, keys) == streamed
     store.close()
+
+
+def _format_1(blob: bytes) -> bytes:
+    """``blob`` as states were written before each tile was encoded on its own (inline)."""
+    tiles, latest = expanded(decode(blob))
+    return msgpack.packb([tiles, latest], use_bin_type=True)
+
+
+def test_states_of_format_1_read_and_fold_as_the_current_ones(tmp_path: Path) -> None:
+    """A store written before tiles were encoded one by one: reads give the same values, and
+    the fold takes such states, writing the tiles it reaches in the current layout (the
+    others stay as they were: a state may mix both)."""
+    clock = [to_micros(START + timedelta(days=3))]
+    stores = {}
+    for name in ("current", "format_1"):
+        stores[name] = FeatureStore(tmp_path / name, definitions=[VIEW], clock=lambda: clock[0])
+        stores[name].apply()
+        stores[name].ingest("orders", [_order(i) for i in range(150)])
+    plan = stores["current"].plans()[VIEW.name]
+    keys = [0, 1, 2, 3]
+    old = stores["format_1"].online
+    old.write({plan.table: {k: _format_1(b) for k, b in zip(keys, old.read(plan.table, keys))}})
+    refs = [f"{VIEW.name}:{name}" for name in plan.output_names]
+    rows = [{"account_id": k} for k in keys]
+    values = {n: s.get_online_features(refs, rows).values for n, s in stores.items()}
+    assert values["format_1"] == values["current"]
+    clock[0] = to_micros(START + timedelta(days=4))
+    for store in stores.values():
+        report = store.ingest(
+            "orders", [_order(i) | {"order_id": f"n{i}"} for i in range(110, 150)]
+        )
+        assert report.accepted == 40
+    values = {n: s.get_online_features(refs, rows).values for n, s in stores.items()}
+    assert values["format_1"] == values["current"]
+    for blob in old.read(plan.table, keys):
+        assert blob is not None
+        tiles = [t for group in decode(blob)[0] for t in group.values()]
+        assert any(type(t) is bytes for t in tiles)
+    for store in stores.values():
+        store.close()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from crmfs.definitions import Aggregation, Entity, EventSource, FeatureView, Function, Latest
 from crmfs.runtimes.streaming.reader import ReadPlan
+from crmfs.runtimes.streaming.state import compacted
 from crmfs.transform.plan import plan_view
 
 S = 1_000_000
@@ -65,7 +66,7 @@ def _state(now: int) -> list[object]:
                         partials.append([[k * group.hop_us, k % 7, f"p{k}"]])
             tiles[k] = partials
         groups.append(tiles)
-    return [groups, [[now - 5 * S, 0, "home"]]]
+    return compacted([groups, [[now - 5 * S, 0, "home"]]])
 
 
 @given(st.lists(times, min_size=1, max_size=6), st.lists(st.integers(0, 3 * 60 * S), max_size=4))

@@ -3,7 +3,7 @@
 The documents have the streaming runtime's layout (``crmfs.runtimes.streaming.state``)::
 
     [tiles, latest]
-    tiles  = [ {tile_index: [partial per feature of the hop group]} per hop group ]
+    tiles  = [ {tile_index: bin(msgpack([partial per feature of the hop group]))} per hop group ]
     latest = [ [event_time, seq, value] or None per latest feature ]
 
 and are built without a Python object per entity, tile or value: building such states,
@@ -31,15 +31,15 @@ Keyed = tuple[pa.Array, pa.Array]  # (entity keys, one document per key)
 
 
 def tile_maps(table: pa.Table) -> Keyed:
-    """Each entity's ``{tile_index: [partials]}`` map of one hop group.
+    """Each entity's ``{tile_index: bin([partials])}`` map of one hop group.
 
     ``table`` holds ``key, tile_index, partial...`` with each key's rows adjacent.
     """
     features = table.num_columns - 2
-    tiles = join(
-        [encode(table.column(1)), constant(array_header(features))]
-        + [encode(table.column(2 + i)) for i in range(features)]
+    partials = join(
+        [constant(array_header(features))] + [encode(table.column(2 + i)) for i in range(features)]
     )
+    tiles = join([encode(table.column(1)), encode(partials)])  # a binary array encodes as bin
     keys = table.column(0).combine_chunks()
     offsets = _runs(keys)
     maps = join([map_headers(np.diff(offsets)), joined_runs(tiles, offsets)])

@@ -5,7 +5,8 @@ through which aggregator update) when the processor is built, so a batch only lo
 its events. Tile indexes are computed for the whole batch at once, tiles below the live
 floor are pruned only when a state holds one, and latest values compare one candidate
 (the batch's latest event of the entity) instead of every event. States are decoded with
-tuples (``decode_for_update``) and only the tiles an event reaches are turned into lists.
+their tiles left encoded (``decode_for_update``): only the tiles an event reaches are decoded,
+into lists, and encoded again.
 The meaning of each update stays in ``crmfs.transform.aggregators``.
 """
 
@@ -23,7 +24,8 @@ from crmfs.runtimes.streaming.state import (
     decode_for_update,
     encoder,
     new_state,
-    thaw,
+    tile_encoder,
+    tile_for_update,
 )
 from crmfs.storage.event_log import EVENT_TIME, SEQ
 from crmfs.storage.ports import EntityKey
@@ -114,10 +116,13 @@ class ViewFold:
         keys = list(batch.rows_by_key)
         out: dict[EntityKey, bytes] = {}
         plan = self.plan
-        encode = encoder()
+        encode, encode_tile = encoder(), tile_encoder()
         for key, blob in zip(keys, read(keys), strict=True):
             state = new_state(plan) if blob is None else decode_for_update(blob)
-            self._apply(state, batch.rows_by_key[key], batch, groups)
+            for tiles, k in self._apply(state, batch.rows_by_key[key], batch, groups):
+                partials = tiles.get(k)
+                if partials is not None:  # not pruned meanwhile
+                    tiles[k] = encode_tile(partials)
             out[key] = encode(state)
         return out
 
@@ -159,9 +164,11 @@ class ViewFold:
 
     def _apply(
         self, state: State, rows: Sequence[int], batch: _Batch, groups: list[_BoundGroup]
-    ) -> None:
-        """Fold the entity's ``rows`` of ``batch`` into its state, in place."""
+    ) -> list[tuple[dict[int, Any], int]]:
+        """Fold the entity's ``rows`` of ``batch`` into its state, in place; returns the
+        tiles it decoded or created (``(tiles, index)``), which are to be encoded again."""
         times, seqs = batch.times, batch.seqs
+        reached: list[tuple[dict[int, Any], int]] = []
         for (floor, tile_of_row, inits, tally, counts, valued), tiles in zip(
             groups, state[0], strict=True
         ):
@@ -172,8 +179,10 @@ class ViewFold:
                 partials = tiles.get(k)
                 if partials is None:
                     partials = tiles[k] = [init() for init in inits]
-                elif type(partials) is tuple:  # decoded frozen: thawed once touched
-                    partials = tiles[k] = [thaw(p) for p in partials]
+                    reached.append((tiles, k))
+                elif type(partials) is not list:  # encoded (or format 1): decoded once reached
+                    partials = tiles[k] = tile_for_update(partials)
+                    reached.append((tiles, k))
                 for slot in tally:
                     partials[slot] += 1
                 t, s = times[i], seqs[i]
@@ -194,6 +203,7 @@ class ViewFold:
                 current = latest[j]
                 if current is None or order > (current[0], current[1]):
                     latest[j] = [order[0], order[1], batch.columns[column][newest]]
+        return reached
 
 
 def _values(column: pa.ChunkedArray) -> list[Any]:

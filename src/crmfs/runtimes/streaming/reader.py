@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
+import msgpack
+
+from crmfs.runtimes.streaming.state import compacted, has_inline_tiles
 from crmfs.transform.aggregators import Aggregator
 from crmfs.transform.plan import PlannedWindow, ViewPlan
 
@@ -91,7 +95,14 @@ def _is_identity(aggregator: Aggregator) -> bool:
 
 def _compile(plan: ViewPlan, windows: list[list[int]]) -> _Factory:
     """The source of the view's read, compiled; names are bound through ``scope``."""
-    scope: dict[str, Any] = {}
+    # A tile's partials, decoded by msgpack directly (a Python function in between costs an
+    # eighth of a read); a format-1 state (tiles inline) makes it raise TypeError, and the
+    # read is done again on the state with its tiles encoded.
+    scope: dict[str, Any] = {
+        "U": partial(msgpack.unpackb, raw=False, use_list=False),
+        "INLINE": has_inline_tiles,
+        "ENCODED": compacted,
+    }
     empty: list[Any] = []
     fresh: set[int] = set()  # outputs whose empty value is a new list, built per read
     for position, w in enumerate(plan.windows):
@@ -106,21 +117,29 @@ def _compile(plan: ViewPlan, windows: list[list[int]]) -> _Factory:
     for g, group_windows in enumerate(windows):
         firsts = "".join(f"F{g}_{j}, " for j in range(len(group_windows)))
         lines.append(f"    L{g}, ({firsts}) = bounds[{g}]")
-    lines += ["    def read(state, now):", "        v = EMPTY.copy()", "        groups = state[0]"]
+    lines += ["    def read(state, now):", "      try:"]
+    body = ["        v = EMPTY.copy()", "        groups = state[0]"]
     positions = {w.feature.name: i for i, w in enumerate(plan.windows)}
     for g, group in enumerate(plan.hop_groups):
-        lines.append(f"        tiles = groups[{g}]")
-        lines.append("        if tiles:")
-        body = _group_read(g, windows[g], group.features, positions, fresh, scope)
-        lines += ["            " + line for line in body]
+        body.append(f"        tiles = groups[{g}]")
+        body.append("        if tiles:")
+        reads = _group_read(g, windows[g], group.features, positions, fresh, scope)
+        body += ["            " + line for line in reads]
         empties = [
             positions[w.feature.name] for w in group.features if positions[w.feature.name] in fresh
         ]
         if empties:
-            lines.append("        else:")
-            lines += [f"            v[{p}] = R{p}([])" for p in empties]
-    lines += _latest_read(plan)
-    lines += ["    return read"]
+            body.append("        else:")
+            body += [f"            v[{p}] = R{p}([])" for p in empties]
+    body += _latest_read(plan)
+    lines += body
+    lines += [
+        "      except TypeError:",
+        "        if not INLINE(state):",
+        "            raise",
+        "        return read(ENCODED(state), now)",
+        "    return read",
+    ]
     exec(compile("\n".join(lines), f"<read of {plan.view.name}>", "exec"), scope)
     factory: _Factory = scope["factory"]
     return factory
@@ -134,18 +153,22 @@ def _group_read(
     fresh: set[int],
     scope: dict[str, Any],
 ) -> list[str]:
-    """Lines reading one hop group's ``tiles`` (a non-empty dict tile -> partials)."""
+    """Lines reading one hop group's ``tiles`` (a non-empty dict tile -> encoded partials),
+    each tile a read reaches decoded once."""
     lines: list[str] = []
     if len(windows) > 1:  # usually every tile is in every window: no need to look at each
-        narrowest = "max(" + ", ".join(f"F{g}_{j}" for j in range(len(windows))) + ")"
-        lines.append(f"every = min(tiles) >= {narrowest} and max(tiles) <= L{g}")
-        lines.append("everything = list(tiles.values()) if every else None")
+        firsts = ", ".join(f"F{g}_{j}" for j in range(len(windows)))
+        lines.append(f"every = min(tiles) >= max({firsts}) and max(tiles) <= L{g}")
+        lines.append("if every:")
+        lines.append("    everything = [U(p) for p in tiles.values()]")
+        lines.append("else:  # each tile of the widest window decoded once")
+        lines.append(f"    widest = min({firsts})")
+        lines.append(f"    inside = [(k, U(p)) for k, p in tiles.items() if widest <= k <= L{g}]")
     for j, window in enumerate(windows):
-        chosen = f"[p for k, p in tiles.items() if F{g}_{j} <= k <= L{g}]"
         if len(windows) > 1:
-            lines.append(f"t = everything if every else {chosen}")
+            lines.append(f"t = everything if every else [p for k, p in inside if F{g}_{j} <= k]")
         else:
-            lines.append(f"t = {chosen}")
+            lines.append(f"t = [U(p) for k, p in tiles.items() if F{g}_{j} <= k <= L{g}]")
         one: list[str] = []
         many: list[str] = []
         none: list[str] = []

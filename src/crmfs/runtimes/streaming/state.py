@@ -1,15 +1,24 @@
 """Per-entity state of one view: tiles of partial aggregates and latest values.
 
-State layout (a msgpack document)::
+State layout (a msgpack document, format ``FORMAT``)::
 
     [tiles, latest]
-    tiles  = [ {tile_index: [partial per feature of the hop group]} per hop group ]
+    tiles  = [ {tile_index: bin(msgpack([partial per feature of the hop group]))} per hop group ]
     latest = [ [event_time, seq, value] or None per latest feature ]
+
+Each tile's partials are a msgpack document of their own, carried as ``bytes`` inside the
+state: a batch reaches one or two tiles of an entity, so the fold decodes and re-encodes only
+those and copies the others as they are; a read decodes only the tiles in its windows
+(``tile_partials``).
+
+States written before (format 1) held each tile's partials inline, as an array. Reads and the
+fold accept such tiles too, and the fold writes back every tile it reaches in this format; a
+``materialize`` rewrites a view's states in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -39,14 +48,51 @@ def decode(blob: bytes) -> State:
 
 
 def decode_for_update(blob: bytes) -> State:
-    """A state for the fold: its tiles' partials stay tuples until ``thaw``ed.
-
-    Building tuples is cheaper than building lists, and a batch reaches few of an entity's
-    tiles: the fold thaws those (``thaw`` of each partial) and packs the others as they
-    are (msgpack writes a tuple as an array, like a list).
-    """
+    """A state for the fold: tiles stay encoded until the fold reaches them
+    (``tile_for_update``); the others are packed back as the bytes they are."""
     frozen = msgpack.unpackb(blob, raw=False, strict_map_key=False, use_list=False)
     return [frozen[0], list(frozen[1])]
+
+
+def tile_partials(tile: bytes | Sequence[Any]) -> Sequence[Any]:
+    """A tile's partials, to read (tuples, not lists); a format-1 tile is its partials."""
+    if type(tile) is not bytes:
+        return tile
+    partials: tuple[Any, ...] = msgpack.unpackb(tile, raw=False, use_list=False)
+    return partials
+
+
+def tile_for_update(tile: bytes | Sequence[Any]) -> list[Any]:
+    """A tile's partials, each one an aggregator may update in place (``thaw``)."""
+    return [thaw(p) for p in tile_partials(tile)]
+
+
+def tile_encoder() -> Callable[[list[Any]], bytes]:
+    """Encodes a tile's partials (one packer reused, not thread-safe)."""
+    pack: Callable[[list[Any]], bytes] = msgpack.Packer(use_bin_type=True).pack
+    return pack
+
+
+def expanded(state: State) -> State:
+    """``state`` with every tile's partials decoded (lists), for merges and comparisons."""
+    return [
+        [{k: tile_for_update(t) for k, t in tiles.items()} for tiles in state[0]],
+        list(state[1]),
+    ]
+
+
+def has_inline_tiles(state: State) -> bool:
+    """Whether a tile of ``state`` holds its partials inline (format 1), not encoded."""
+    return any(type(t) is not bytes for tiles in state[0] for t in tiles.values())
+
+
+def compacted(state: State) -> State:
+    """``state`` with every tile's partials encoded, as stored."""
+    pack = tile_encoder()
+    return [
+        [{k: t if type(t) is bytes else pack(t) for k, t in tiles.items()} for tiles in state[0]],
+        state[1],
+    ]
 
 
 def thaw(partial: Any) -> Any:
@@ -66,6 +112,7 @@ def decode_frozen(blob: bytes) -> Any:
 def merge_states(plan: ViewPlan, a: State, b: State) -> State:
     """Combine two entities' states into one (used when identities merge)."""
     merged = new_state(plan)
+    a, b = expanded(a), expanded(b)
     for g, group in enumerate(plan.hop_groups):
         tiles = merged[0][g]
         for source in (a[0][g], b[0][g]):
@@ -84,4 +131,4 @@ def merge_states(plan: ViewPlan, a: State, b: State) -> State:
     for i in range(len(plan.latest)):
         candidates = [x for x in (a[1][i], b[1][i]) if x is not None]
         merged[1][i] = max(candidates, key=lambda e: (e[0], e[1])) if candidates else None
-    return merged
+    return compacted(merged)
