@@ -191,7 +191,8 @@ def test_states_of_format_1_read_and_fold_as_the_current_ones(tmp_path: Path) ->
     plan = stores["current"].plans()[VIEW.name]
     keys = [0, 1, 2, 3]
     old = stores["format_1"].online
-    old.write({plan.table: {k: _format_1(b) for k, b in zip(keys, old.read(plan.table, keys))}})
+    blobs = old.read(plan.table, keys)
+    old.write({plan.table: {k: _format_1(b or b"") for k, b in zip(keys, blobs, strict=True)}})
     refs = [f"{VIEW.name}:{name}" for name in plan.output_names]
     rows = [{"account_id": k} for k in keys]
     values = {n: s.get_online_features(refs, rows).values for n, s in stores.items()}

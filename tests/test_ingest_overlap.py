@@ -78,13 +78,40 @@ def test_a_fold_on_a_mispredicted_batch_is_not_used(
             predicted.schema.get_field_index(INGESTED_AT), INGESTED_AT, times
         )
 
-    def counting_fold(self: StreamProcessor, source: str, events: pa.Table, now: int) -> Any:
+    def counting_fold(
+        self: StreamProcessor, source: str, events: pa.Table, now: int, staged: Any = None
+    ) -> Any:
         folded.append(events.num_rows)
-        return real_fold(self, source, events, now)
+        return real_fold(self, source, events, now, staged)
 
     monkeypatch.setattr(store.log, "predict", off_by_one)
     monkeypatch.setattr(StreamProcessor, "fold", counting_fold)
     store.ingest("orders", _records(size, size))
     assert folded == [size, size]  # the prediction's fold, then the committed batch's
+    assert _online_qty(store) == _expected_qty(range(2 * size))
+    store.close()
+
+
+def test_a_failed_append_drops_the_states_folded_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fold writes its states into an open online write while the append runs: when the
+    append fails, none of them lands, and the store is free for the next batch."""
+    store = orders_store(tmp_path)
+    size = OVERLAP_MIN_ROWS + 100
+    store.ingest("orders", _records(0, size))
+    before = store.online.watermark()
+    real_append = store.log.append
+
+    def failing_append(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.log, "append", failing_append)
+    with pytest.raises(OSError, match="disk full"):
+        store.ingest("orders", _records(size, size))
+    assert store.online.watermark() == before
+    assert _online_qty(store) == _expected_qty(range(size))
+    monkeypatch.setattr(store.log, "append", real_append)
+    store.ingest("orders", _records(size, size))
     assert _online_qty(store) == _expected_qty(range(2 * size))
     store.close()

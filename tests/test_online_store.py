@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from crmfs.errors import StorageError
 from crmfs.storage.ports import Watermark, WatermarkMoved
 from crmfs.storage.sqlite_online import SqliteOnlineStore
 
@@ -123,3 +124,54 @@ def test_replacing_a_table_keeps_exactly_the_new_rows(
     other = SqliteOnlineStore(tmp_path / "online.db")  # what the file holds, past any cache
     assert other.read("t", every) == expected
     assert store.tables() == {"t": len(new)}
+
+
+def test_a_staged_write_is_seen_by_others_only_once_committed(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    other = SqliteOnlineStore(tmp_path / "online.db")
+    store.write({"t": {1: b"a"}}, Watermark(1, 1))
+    staged = store.begin_write(expected=Watermark(1, 1))
+    staged.add({"t": {1: b"b"}})
+    staged.add({"t": {2: b"c"}, "u": {3: b"d"}})
+    assert other.read("t", [1, 2]) == [b"a", None]
+    assert other.watermark() == Watermark(1, 1)
+    staged.commit(Watermark(2, 2))
+    assert other.read("t", [1, 2]) == [b"b", b"c"]
+    assert other.read("u", [3]) == [b"d"]
+    assert store.read("t", [1, 2]) == [b"b", b"c"]  # from its cache, filled on commit
+    assert other.watermark() == store.watermark() == Watermark(2, 2)
+    with pytest.raises(StorageError, match="already committed"):
+        staged.add({"t": {1: b"x"}})
+
+
+def test_an_aborted_staged_write_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    other = SqliteOnlineStore(tmp_path / "online.db")
+    store.write({"t": {1: b"a"}}, Watermark(1, 1))
+    staged = store.begin_write(expected=Watermark(1, 1))
+    staged.add({"t": {1: b"b", 2: b"c"}})
+    staged.abort()
+    staged.abort()  # idempotent
+    assert store.read("t", [1, 2]) == other.read("t", [1, 2]) == [b"a", None]
+    assert store.watermark() == Watermark(1, 1)
+    # The store is free again, for this thread and for others.
+    done = threading.Event()
+    thread = threading.Thread(
+        target=lambda: (store.write({"t": {2: b"e"}}, Watermark(2, 2)), done.set())
+    )
+    thread.start()
+    thread.join(10)
+    assert done.is_set()
+    assert other.read("t", [2]) == [b"e"]
+
+
+def test_a_staged_write_under_a_moved_watermark_is_refused(tmp_path: Path) -> None:
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    other = SqliteOnlineStore(tmp_path / "online.db")
+    store.write({"t": {1: b"a"}}, Watermark(1, 1))
+    other.write({"t": {1: b"b"}}, Watermark(2, 2))
+    with pytest.raises(WatermarkMoved):
+        store.begin_write(expected=Watermark(1, 1))
+    staged = other.begin_write(expected=Watermark(2, 2))  # the refused one holds nothing
+    staged.commit(Watermark(3, 3))
+    assert store.watermark() == Watermark(3, 3)

@@ -93,7 +93,11 @@ class IngestionPipeline:
             )
         else:
             result, prepared = self.log.append(source.name, events, event_ids, rejected, at), None
-        self.processor.apply_committed(source.name, result.accepted, self.log, prepared)
+        try:
+            self.processor.apply_committed(source.name, result.accepted, self.log, prepared)
+        finally:
+            if prepared is not None:
+                prepared.abort()  # if it was not committed (an error): the write is let go
         report = IngestReport(
             source=source.name,
             received=raw.num_rows + len(extra_rejected or []),
@@ -127,7 +131,12 @@ class IngestionPipeline:
             except BaseException:
                 wait([appended])  # the append's outcome stands; the fold is redone later
                 raise
-            return appended.result(), prepared
+            try:
+                return appended.result(), prepared
+            except BaseException:
+                if prepared is not None:
+                    prepared.abort()  # nothing was appended: its states must not land
+                raise
 
 
 def _empty(source: EventSource) -> pa.Table:

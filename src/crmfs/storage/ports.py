@@ -28,6 +28,19 @@ class WatermarkMoved(StorageError):
         super().__init__(f"online store advanced from seq {expected.seq} to {current.seq}; retry")
 
 
+class StagedWrite(Protocol):
+    """An open write of an online store: blobs go in as they are ready, and all of them
+    become visible at once, with the watermark, on ``commit``; ``abort`` drops them."""
+
+    def add(self, updates: Mapping[str, Mapping[EntityKey, bytes]]) -> None: ...
+
+    def commit(self, watermark: Watermark | None = None) -> None: ...
+
+    def abort(self) -> None:
+        """Drop what was added (nothing if already committed or aborted)."""
+        ...
+
+
 class OnlineStore(Protocol):
     """Per-entity state blobs by table, written atomically with the stream watermark."""
 
@@ -45,6 +58,15 @@ class OnlineStore(Protocol):
 
         With ``expected``, raise ``WatermarkMoved`` (and write nothing) unless the stored
         watermark still equals it: the blobs were read under that watermark.
+        """
+        ...
+
+    def begin_write(self, expected: Watermark | None = None) -> StagedWrite:
+        """``write`` in steps, so that blobs are stored while others are still computed.
+
+        Raises ``WatermarkMoved`` if ``expected`` is given and the stored watermark is
+        another. Until ``commit`` or ``abort``, the calling thread's own reads see the blobs
+        added so far, and other writers wait.
         """
         ...
 

@@ -79,8 +79,11 @@ class SqliteOnlineStore:
         self._cached_bytes = 0
         self._version = self._data_version()
         self._watermark: Watermark | None = None  # as of self._version, or unknown
-        with self._transaction() as db:
-            _move_shared_table(db)
+        # Only a store of the old shared-table layout needs a write here: a fold worker opens
+        # the store while its parent holds SQLite's write lock (``begin_write``).
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'state'").fetchone():
+            with self._transaction() as db:
+                _move_shared_table(db)
 
     # -- the blob cache ----------------------------------------------------------------
 
@@ -153,25 +156,54 @@ class SqliteOnlineStore:
         watermark: Watermark | None = None,
         expected: Watermark | None = None,
     ) -> None:
-        with self._lock:  # held on until the cache has the committed blobs
+        staged = self.begin_write(expected)
+        try:
+            staged.add(updates)
+        except BaseException:
+            staged.abort()
+            raise
+        staged.commit(watermark)
+
+    def begin_write(self, expected: Watermark | None = None) -> SqliteStagedWrite:
+        """A write whose blobs go in as they are ready (``add``) and become visible together,
+        with the watermark, on ``commit``; ``abort`` drops them.
+
+        Raises ``WatermarkMoved`` (and writes nothing) if ``expected`` is given and the stored
+        watermark is another. From here to ``commit`` or ``abort`` the calling thread holds
+        the store (other threads' reads and writes wait) and SQLite's write lock; the
+        thread's own reads see the blobs added so far.
+        """
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                with self._transaction() as db:
-                    self._current_cache(self._data_version())
-                    if expected is not None:
-                        current = self.watermark()
-                        if current != expected:
-                            raise WatermarkMoved(expected, current)
-                    for table, rows in updates.items():
-                        _create(db, table)
-                        db.executemany(_upsert(table), _in_key_order(rows))
-                    if watermark is not None:
-                        _set_watermark(db, watermark)
-            finally:
-                self._watermark = None  # read again after this write, committed or not
-            for table, rows in updates.items():
-                self._remember(table, rows)
-        # A row may dirty a leaf page, and the watermark one more.
-        self._checkpointer.written(1 + sum(len(rows) for rows in updates.values()))
+                self._current_cache(self._data_version())
+                if expected is not None:
+                    current = self.watermark()
+                    if current != expected:
+                        raise WatermarkMoved(expected, current)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._lock.release()
+            raise StorageError(f"online store write failed: {exc}") from exc
+        except BaseException:
+            self._lock.release()
+            raise
+        return SqliteStagedWrite(self)
+
+    def _end_write(self, written: dict[str, dict[EntityKey, bytes]] | None) -> None:
+        """After a staged write's commit (``written``: its blobs) or rollback (None)."""
+        try:
+            self._watermark = None  # read again after this write, committed or not
+            if written is not None:
+                for table, rows in written.items():
+                    self._remember(table, rows)
+        finally:
+            self._lock.release()
+        if written is not None:  # a row may dirty a leaf page, and the watermark one more
+            self._checkpointer.written(1 + sum(len(rows) for rows in written.values()))
 
     def watermark(self) -> Watermark:
         """The last applied log position; kept between calls until a commit may change it
@@ -230,6 +262,58 @@ class SqliteOnlineStore:
     def close(self) -> None:
         self._checkpointer.close()
         self._db.close()
+
+
+class SqliteStagedWrite:
+    """An open write of a ``SqliteOnlineStore`` (``SqliteOnlineStore.begin_write``)."""
+
+    def __init__(self, store: SqliteOnlineStore) -> None:
+        self._store = store
+        self._written: dict[str, dict[EntityKey, bytes]] = {}
+        self._open = True
+
+    def add(self, updates: Mapping[str, Mapping[EntityKey, bytes]]) -> None:
+        """Write these blobs now, in the open transaction (a key written twice: the last)."""
+        if not self._open:
+            raise StorageError("online store write already committed or aborted")
+        db = self._store._db
+        try:
+            for table, rows in updates.items():
+                _create(db, table)
+                db.executemany(_upsert(table), _in_key_order(rows))
+                self._written.setdefault(table, {}).update(rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"online store write failed: {exc}") from exc
+
+    def commit(self, watermark: Watermark | None = None) -> None:
+        """Make every blob added visible, and move the watermark, in one step."""
+        if not self._open:
+            raise StorageError("online store write already committed or aborted")
+        self._open = False
+        db = self._store._db
+        try:
+            if watermark is not None:
+                _set_watermark(db, watermark)
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            self._store._end_write(None)
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"online store write failed: {exc}") from exc
+            raise
+        self._store._end_write(self._written)
+
+    def abort(self) -> None:
+        """Drop every blob added; the store is as before ``begin_write``. Idempotent."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            with suppress(sqlite3.Error):
+                self._store._db.execute("ROLLBACK")
+        finally:
+            self._store._end_write(None)
 
 
 def _create(db: sqlite3.Connection, table: str) -> None:

@@ -160,14 +160,15 @@ def _widen(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
 
 
-def split_by_key(events: pa.Table, key: str) -> tuple[pa.Table, pa.Table]:
-    """Two tables of ``events`` whose keys do not overlap, each in log order.
+def split_by_key(events: pa.Table, key: str, eighths: int = 4) -> tuple[pa.Table, pa.Table]:
+    """Two tables of ``events`` whose keys do not overlap, each in log order; the first has
+    about ``eighths`` eighths of the keys (keys are dealt out in order of first appearance).
 
     Rows without a key go nowhere: no view can place them.
     """
     codes = pc.dictionary_encode(events[key]).combine_chunks().indices
-    even = pc.equal(pc.bit_wise_and(codes, 1), 0)
-    return events.filter(even), events.filter(pc.invert(even))
+    first = pc.less(pc.bit_wise_and(codes, 7), eighths)
+    return events.filter(first), events.filter(pc.invert(first))
 
 
 def _serve(requests: Connection, results: Connection) -> None:
