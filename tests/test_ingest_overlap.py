@@ -7,6 +7,7 @@ values are those of the events the log really holds, each counted once.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -114,4 +115,28 @@ def test_a_failed_append_drops_the_states_folded_ahead(
     monkeypatch.setattr(store.log, "append", real_append)
     store.ingest("orders", _records(size, size))
     assert _online_qty(store) == _expected_qty(range(2 * size))
+    store.close()
+
+
+def test_threads_ingesting_into_one_store_count_each_event_once(tmp_path: Path) -> None:
+    """Each thread's large batches are folded and written ahead while another thread's are
+    appended and applied: every event is counted once, whichever batch commits first."""
+    store = orders_store(tmp_path)
+    size = 4_500  # folded on two cores, with the states written ahead
+    errors: list[BaseException] = []
+
+    def ingest(first: int) -> None:
+        try:
+            for start in range(first, first + 3 * size, size):
+                store.ingest("orders", _records(start, size))
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingest, args=(n * 3 * size,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    assert _online_qty(store) == _expected_qty(range(6 * size))
     store.close()
