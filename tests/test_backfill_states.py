@@ -13,10 +13,10 @@ import pytest
 from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
 from crmfs.definitions import Function
 from crmfs.runtimes.batch.msgpack_columns import encode
-from crmfs.runtimes.streaming.state import decode, expanded
+from crmfs.runtimes.streaming.state import compacted, decode, expanded, merge_states
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
-from crmfs.transform.plan import ViewPlan
+from crmfs.transform.plan import ViewPlan, plan_view
 
 START = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -211,3 +211,35 @@ def test_states_of_format_1_read_and_fold_as_the_current_ones(tmp_path: Path) ->
         assert any(type(t) is bytes for t in tiles)
     for store in stores.values():
         store.close()
+
+
+def test_merged_states_combine_each_tile_and_keep_the_latest_values() -> None:
+    """``merge_states`` (for identity merges) works on encoded tiles: tiles of one index are
+    merged by the aggregators, the others kept, and the newer latest values win."""
+    view = FeatureView(
+        "recent_orders",
+        account,
+        orders,
+        features=[
+            Aggregation("orders", "count", ["2d"]),
+            Aggregation("recent", "last_n", ["2d"], field="sku", n=2),
+            Latest("sku_now", "sku"),
+        ],
+    )
+    plan = plan_view(view)
+    slots = {w.feature.name: w.slot for w in plan.hop_groups[0].features}
+
+    def tile(count: int, entries: list[list[Any]]) -> list[Any]:
+        partials: list[Any] = [None, None]
+        partials[slots["orders_2d"]], partials[slots["recent_2d"]] = count, entries
+        return partials
+
+    a = compacted([[{7: tile(2, [[10, 1, "x"], [9, 0, "w"]])}], [[10, 1, "x"]]])
+    b = compacted([[{7: tile(1, [[12, 2, "y"]]), 8: tile(1, [[20, 3, "z"]])}], [[20, 3, "z"]]])
+    merged = merge_states(plan, a, b)
+    assert all(type(t) is bytes for t in merged[0][0].values())
+    as_lists = msgpack.unpackb(msgpack.packb(expanded(merged)), strict_map_key=False)
+    assert as_lists == [
+        [{7: tile(3, [[12, 2, "y"], [10, 1, "x"]]), 8: tile(1, [[20, 3, "z"]])}],
+        [[20, 3, "z"]],
+    ]

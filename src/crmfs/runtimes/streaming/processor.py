@@ -148,8 +148,9 @@ class StreamProcessor:
     ) -> Updates:
         """New state blobs of every view of ``source`` after folding in ``events``.
 
-        With ``staged``, each part is also written into it as soon as it is folded; every
-        state is read before the first part is written.
+        With ``staged``, each part is also written into it as soon as it is folded; a view's
+        states are all read before the first of them is written (the staged write's own
+        reads would see its rows).
         """
         updates: Updates = {}
         for index in self._by_source.get(source, []):

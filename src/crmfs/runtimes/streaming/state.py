@@ -1,6 +1,6 @@
 """Per-entity state of one view: tiles of partial aggregates and latest values.
 
-State layout (a msgpack document, format ``FORMAT``)::
+State layout (a msgpack document, format 2)::
 
     [tiles, latest]
     tiles  = [ {tile_index: bin(msgpack([partial per feature of the hop group]))} per hop group ]
@@ -8,8 +8,8 @@ State layout (a msgpack document, format ``FORMAT``)::
 
 Each tile's partials are a msgpack document of their own, carried as ``bytes`` inside the
 state: a batch reaches one or two tiles of an entity, so the fold decodes and re-encodes only
-those and copies the others as they are; a read decodes only the tiles in its windows
-(``tile_partials``).
+those and copies the others as they are. A read joins the documents of the tiles in a window
+behind an ``array_header`` and decodes them in one call.
 
 States written before (format 1) held each tile's partials inline, as an array. Reads and the
 fold accept such tiles too, and the fold writes back every tile it reaches in this format; a
