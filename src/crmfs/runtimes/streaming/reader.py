@@ -18,7 +18,12 @@ from typing import Any
 
 import msgpack
 
-from crmfs.runtimes.streaming.state import array_header, compacted, has_inline_tiles
+from crmfs.runtimes.streaming.state import (
+    FIX_ARRAYS,
+    array_header,
+    compacted,
+    has_inline_tiles,
+)
 from crmfs.transform.aggregators import Aggregator
 from crmfs.transform.plan import PlannedWindow, ViewPlan
 
@@ -88,10 +93,13 @@ def read_values(plan: ViewPlan, state: Sequence[Any], now: int) -> Values:
     return StateReader(ReadPlan(plan), now).values(state)
 
 
-def _unpack_tiles(document: bytes) -> Any:
-    """Tiles' partials from their joined documents. A function, not a ``functools.partial``
-    of ``unpackb``: a partial with keywords builds a dict per call (3% of a read)."""
-    return msgpack.unpackb(document, raw=False, use_list=False)
+def _decoded(documents: str, count: str) -> str:
+    """The expression decoding ``count`` tiles' ``documents`` in one call: joined behind an
+    array header (a fixarray byte looked up, below 16 tiles), then ``unpackb`` called from
+    the read itself (a function in between, or a ``functools.partial`` with keywords, costs
+    3-6% of a read)."""
+    header = f"(H[{count}] if {count} < 16 else A({count}))"
+    return f"unpackb({header} + b''.join({documents}), raw=False, use_list=False)"
 
 
 def _is_identity(aggregator: Aggregator) -> bool:
@@ -105,7 +113,8 @@ def _compile(plan: ViewPlan, windows: list[list[int]]) -> _Factory:
     # a format-1 state (tiles inline) makes the join raise TypeError, and the read is done
     # again on the state with its tiles encoded.
     scope: dict[str, Any] = {
-        "U": _unpack_tiles,
+        "unpackb": msgpack.unpackb,
+        "H": FIX_ARRAYS,
         "A": array_header,
         "INLINE": has_inline_tiles,
         "ENCODED": compacted,
@@ -167,20 +176,20 @@ def _group_read(
         firsts = ", ".join(f"F{g}_{j}" for j in range(len(windows)))
         lines.append(f"every = min(tiles) >= max({firsts}) and max(tiles) <= L{g}")
         lines.append("if every:")
-        lines.append("    everything = U(A(len(tiles)) + b''.join(tiles.values()))")
+        lines.append(f"    everything = {_decoded('tiles.values()', 'len(tiles)')}")
         lines.append("else:  # each tile of the widest window decoded once")
         lines.append(f"    widest = min({firsts})")
         lines.append(f"    inside = [(k, p) for k, p in tiles.items() if widest <= k <= L{g}]")
         lines.append(
             "    inside = list(zip([k for k, _ in inside],"
-            " U(A(len(inside)) + b''.join([p for _, p in inside]))))"
+            f" {_decoded('[p for _, p in inside]', 'len(inside)')}))"
         )
     for j, window in enumerate(windows):
         if len(windows) > 1:
             lines.append(f"t = everything if every else [p for k, p in inside if F{g}_{j} <= k]")
         else:
             lines.append(f"t = [p for k, p in tiles.items() if F{g}_{j} <= k <= L{g}]")
-            lines.append("t = U(A(len(t)) + b''.join(t))")
+            lines.append(f"t = {_decoded('t', 'len(t)')}")
         one: list[str] = []
         many: list[str] = []
         none: list[str] = []

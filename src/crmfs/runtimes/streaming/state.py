@@ -54,14 +54,14 @@ def decode_for_update(blob: bytes) -> State:
     return [frozen[0], list(frozen[1])]
 
 
-_FIX_ARRAYS = tuple(bytes([0x90 | n]) for n in range(16))
+FIX_ARRAYS = tuple(bytes([0x90 | n]) for n in range(16))  # headers of arrays below 16
 
 
 def array_header(length: int) -> bytes:
     """The start of a msgpack array of ``length`` elements: with the documents of that many
     tiles behind it, one document that decodes all of them at once."""
     if length < 16:
-        return _FIX_ARRAYS[length]
+        return FIX_ARRAYS[length]
     return b"\xdd" + length.to_bytes(4, "big")
 
 
