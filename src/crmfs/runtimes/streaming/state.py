@@ -65,17 +65,11 @@ def array_header(length: int) -> bytes:
     return b"\xdd" + length.to_bytes(4, "big")
 
 
-def tile_partials(tile: bytes | Sequence[Any]) -> Sequence[Any]:
-    """A tile's partials, to read (tuples, not lists); a format-1 tile is its partials."""
-    if type(tile) is not bytes:
-        return tile
-    partials: tuple[Any, ...] = msgpack.unpackb(tile, raw=False, use_list=False)
-    return partials
-
-
 def tile_for_update(tile: bytes | Sequence[Any]) -> list[Any]:
-    """A tile's partials, each one an aggregator may update in place (``thaw``)."""
-    return [thaw(p) for p in tile_partials(tile)]
+    """A tile's partials, from its document (or inline: format 1), each one an aggregator
+    may update in place (``thaw``)."""
+    partials = msgpack.unpackb(tile, raw=False, use_list=False) if type(tile) is bytes else tile
+    return [thaw(p) for p in partials]
 
 
 def tile_encoder() -> Callable[[list[Any]], bytes]:
