@@ -22,7 +22,7 @@ from pathlib import Path
 from crmfs.errors import StorageError
 from crmfs.storage.ports import EntityKey, Watermark, WatermarkMoved
 from crmfs.storage.sqlite_checkpoint import BackgroundCheckpointer
-from crmfs.storage.sqlite_tx import write_transaction
+from crmfs.storage.sqlite_tx import WriteTransaction, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS watermark (
@@ -173,28 +173,31 @@ class SqliteOnlineStore:
         the store (other threads' reads and writes wait) and SQLite's write lock; the
         thread's own reads see the blobs added so far.
         """
+        # The store's lock is taken here as well as by the transaction: the transaction lets
+        # it go at its end, this once the cache has the committed blobs (``_end_write``).
         self._lock.acquire()
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._current_cache(self._data_version())
-                if expected is not None:
-                    current = self.watermark()
-                    if current != expected:
-                        raise WatermarkMoved(expected, current)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            self._lock.release()
-            raise StorageError(f"online store write failed: {exc}") from exc
+            transaction = WriteTransaction(self._db, self._lock, "online store write")
         except BaseException:
             self._lock.release()
             raise
-        return SqliteStagedWrite(self)
+        try:
+            self._current_cache(self._data_version())
+            if expected is not None:
+                current = self.watermark()
+                if current != expected:
+                    raise WatermarkMoved(expected, current)
+        except BaseException as exc:
+            self._end_write(None)
+            error = transaction.failed(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        return SqliteStagedWrite(self, transaction)
 
     def _end_write(self, written: dict[str, dict[EntityKey, bytes]] | None) -> None:
-        """After a staged write's commit (``written``: its blobs) or rollback (None)."""
+        """After a staged write's commit (``written``: its blobs) or rollback (None): lets
+        go of the store's lock that ``begin_write`` took."""
         try:
             self._watermark = None  # read again after this write, committed or not
             if written is not None:
@@ -267,16 +270,16 @@ class SqliteOnlineStore:
 class SqliteStagedWrite:
     """An open write of a ``SqliteOnlineStore`` (``SqliteOnlineStore.begin_write``)."""
 
-    def __init__(self, store: SqliteOnlineStore) -> None:
+    def __init__(self, store: SqliteOnlineStore, transaction: WriteTransaction) -> None:
         self._store = store
+        self._transaction = transaction
         self._written: dict[str, dict[EntityKey, bytes]] = {}
-        self._open = True
 
     def add(self, updates: Mapping[str, Mapping[EntityKey, bytes]]) -> None:
         """Write these blobs now, in the open transaction (a key written twice: the last)."""
-        if not self._open:
+        if not self._transaction.open:
             raise StorageError("online store write already committed or aborted")
-        db = self._store._db
+        db = self._transaction.db
         try:
             for table, rows in updates.items():
                 _create(db, table)
@@ -287,31 +290,26 @@ class SqliteStagedWrite:
 
     def commit(self, watermark: Watermark | None = None) -> None:
         """Make every blob added visible, and move the watermark, in one step."""
-        if not self._open:
+        if not self._transaction.open:
             raise StorageError("online store write already committed or aborted")
-        self._open = False
-        db = self._store._db
         try:
             if watermark is not None:
-                _set_watermark(db, watermark)
-            db.execute("COMMIT")
+                _set_watermark(self._transaction.db, watermark)
+            self._transaction.commit()  # rolled back if it fails
         except BaseException as exc:
-            with suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
             self._store._end_write(None)
-            if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"online store write failed: {exc}") from exc
-            raise
+            error = self._transaction.failed(exc)
+            if error is exc:
+                raise
+            raise error from exc
         self._store._end_write(self._written)
 
     def abort(self) -> None:
         """Drop every blob added; the store is as before ``begin_write``. Idempotent."""
-        if not self._open:
+        if not self._transaction.open:
             return
-        self._open = False
         try:
-            with suppress(sqlite3.Error):
-                self._store._db.execute("ROLLBACK")
+            self._transaction.rollback()
         finally:
             self._store._end_write(None)
 
