@@ -13,7 +13,8 @@ from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest
 from crmfs.definitions import FieldType
 from crmfs.errors import EntityDataError, StorageError
 from crmfs.parity import replay_parity
-from crmfs.runtimes.batch.engine import DuckDBEngine, _in_row_order
+from crmfs.runtimes.batch import list_pit
+from crmfs.runtimes.batch.engine import DuckDBEngine, _in_row_order, entity_rows
 from crmfs.storage.event_log import EventLog
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
@@ -73,13 +74,12 @@ def test_plans_agree_row_for_row(store: FeatureStore) -> None:
     features = [f"web:{name}" for name in VIEW.feature_names]
     entity_df = _entity_df(120)
     joined = store.get_historical_features(entity_df, features, strategy="range_join").to_df()
-    sorted_ = store.get_historical_features(entity_df, features, strategy="sorted").to_df()
-    store.engine.short_window_share = 0  # every window by a join
-    store.engine.sorted_rows_per_part = 7  # and in 18 slices of keys, put back in row order
-    sorted_joined = store.get_historical_features(entity_df, features, strategy="sorted").to_df()
+    lists = store.get_historical_features(entity_df, features, strategy="lists").to_df()
+    store.engine.list_rows_per_part = 7  # in 18 slices of rows
+    sliced = store.get_historical_features(entity_df, features, strategy="lists").to_df()
     auto = store.get_historical_features(entity_df, features).to_df()
-    pd.testing.assert_frame_equal(joined, sorted_)
-    pd.testing.assert_frame_equal(joined, sorted_joined)
+    pd.testing.assert_frame_equal(joined, lists)
+    pd.testing.assert_frame_equal(joined, sliced)
     pd.testing.assert_frame_equal(joined, auto)
     assert joined["visits_1d"].max() > 0
     assert joined["pages_1d"].max() > 1
@@ -89,11 +89,47 @@ def test_plans_agree_row_for_row(store: FeatureStore) -> None:
     assert all(len(pages) == 0 for pages in unknown["recent_pages_1d"])
 
 
-def test_sorted_plan_refuses_as_served(store: FeatureStore) -> None:
+def test_list_plan_refuses_as_served(store: FeatureStore) -> None:
     with pytest.raises(ValueError, match="as_served"):
         store.get_historical_features(
-            _entity_df(3), ["web:visits_1h"], as_served=True, strategy="sorted"
+            _entity_df(3), ["web:visits_1h"], as_served=True, strategy="lists"
         )
+
+
+def test_list_plan_counts_the_same_in_any_field_width(store: FeatureStore) -> None:
+    """The list plan counts the events before each bound in bit fields of one sum, as wide as
+    the longest key list needs. Fields wider than needed (fewer bounds per sum, down to one)
+    must count the same."""
+    plan = store.plans()["web"]
+    rows = entity_rows(
+        [f"c{i % 4}" for i in range(50)],
+        [to_micros(START + timedelta(minutes=9 * i)) for i in range(50)],
+    )
+    engine = store.engine
+    results = []
+    with engine._events_of(plan.view.source) as db:
+        key_events, longest = list_pit.key_lists(db, plan)
+        assert longest == 20  # 60 events over three keys
+        db.register("key_events", key_events)
+        db.register("entity_rows", rows)
+        for width in (longest, 2**20, 2**40):  # 3 bounds in 1 sum, 3 per sum, 1 per sum
+            query = list_pit.list_point_in_time_sql(plan, width)
+            assert query.count("list_sum(list_transform") == (1 if width < 2**40 else 3)
+            results.append(db.sql(query).to_arrow_table())
+    assert results[0]["visits_1d"].to_pylist()[-1] > 0
+    assert results[0].equals(results[1])
+    assert results[0].equals(results[2])
+
+
+def test_list_plan_on_an_empty_log(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, definitions=[VIEW], clock=lambda: to_micros(START))
+    store.apply()
+    features = [f"web:{name}" for name in VIEW.feature_names]
+    got = store.get_historical_features(_entity_df(5), features, strategy="lists").to_df()
+    assert got["visits_1h"].tolist() == [0] * 5
+    assert got["last_page"].isna().all()
+    assert all(len(pages) == 0 for pages in got["recent_pages_1d"])
+    store.close()
 
 
 def test_bad_engine_settings_are_refused(tmp_path: Path) -> None:
@@ -156,9 +192,9 @@ def test_int_keys_given_as_floats_find_their_events_in_every_slice(tmp_path: Pat
         }
     )
     assert entity_df["account_id"].dtype == "float64"
-    store.engine.sorted_rows_per_part = 5  # eight slices
+    store.engine.list_rows_per_part = 5  # eight slices
     features = ["account_activity:events_1d", "account_activity:last_seen"]
-    for strategy in ("range_join", "sorted"):
+    for strategy in ("range_join", "lists"):
         got = store.get_historical_features(entity_df, features, strategy=strategy).to_df()
         expected = [4 if i % 7 else 0 for i in range(40)]  # 5 events per key, one 1 day back
         assert got["events_1d"].tolist() == expected, strategy

@@ -278,7 +278,7 @@ class FeatureStore:
     ) -> TrainingSet:
         """A point-in-time-correct training set, computed by the batch runtime (DuckDB).
 
-        ``strategy`` picks the physical plan (``"range_join"`` or ``"sorted"``); the default
+        ``strategy`` picks the physical plan (``"range_join"`` or ``"lists"``); the default
         chooses by size. Every plan gives the same values.
         """
         groups = [(plan, names) for plan, names, _ in self.resolve_features(features)]

@@ -13,16 +13,16 @@ import pyarrow as pa
 
 from crmfs.definitions import EventSource
 from crmfs.errors import StorageError
-from crmfs.runtimes.batch import sql, state_blobs
-from crmfs.runtimes.batch.sorted_pit import sorted_point_in_time_sql
+from crmfs.runtimes.batch import list_pit, sql, state_blobs
 from crmfs.storage.arrow_schema import log_schema
-from crmfs.storage.event_log import EVENT_TIME, EventLog
+from crmfs.storage.event_log import EventLog
 from crmfs.transform.plan import ViewPlan
 
-PitStrategy = Literal["auto", "range_join", "sorted"]
-# ``auto`` sorts (events + rows) once the rows reach a quarter of the events: below that,
-# joining each row to the events of its key inside the window is cheaper than the sort.
-SORTED_PLAN_EVENTS_PER_ROW = 4
+PitStrategy = Literal["auto", "range_join", "lists"]
+# ``auto`` takes the list plan once the rows reach a quarter of the events: below that,
+# joining each row to the events of its key inside the window is cheaper than sorting
+# every event into lists.
+LIST_PLAN_EVENTS_PER_ROW = 4
 
 
 class DuckDBEngine:
@@ -45,12 +45,9 @@ class DuckDBEngine:
             ) from exc
         self._db.execute("SET preserve_insertion_order = false")
         self._lock = threading.Lock()
-        # The sorted plan computes windows no longer than 1/share of the log's history by a
-        # range join, which touches few events there (and spares a frame's cost).
-        self.short_window_share = 8
-        # The sorted plan runs a slice of the keys at a time (about this many entity rows),
-        # bounding its memory.
-        self.sorted_rows_per_part = 250_000
+        # The list plan reads the entity rows a slice of this many at a time, bounding the
+        # memory its join and results take beside the key lists.
+        self.list_rows_per_part = 250_000
 
     @contextmanager
     def _events_of(self, source: EventSource) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -83,46 +80,43 @@ class DuckDBEngine:
 
         Two physical plans compute the same values (the property tests hold both to the
         reference): ``range_join`` joins each row to its key's events in the widest window,
-        ``sorted`` sorts events and rows together and reads window frames (event time only).
-        ``auto`` takes ``sorted`` for event-time queries with many rows per event.
+        ``lists`` turns each key's events into lists and slices them per row (event time
+        only, see ``list_pit``). ``auto`` takes ``lists`` for event-time queries with many
+        rows per event.
         """
-        if as_served and strategy == "sorted":
-            raise ValueError("the sorted plan answers event-time queries only, not as_served")
+        if as_served and strategy == "lists":
+            raise ValueError("the list plan answers event-time queries only, not as_served")
         with self._events_of(plan.view.source) as db:
+            if strategy == "lists" or (
+                strategy == "auto"
+                and not as_served
+                and entity_rows.num_rows * LIST_PLAN_EVENTS_PER_ROW
+                >= self.log.counts().get(plan.view.source.name, 0)
+            ):
+                return self._list_point_in_time(db, plan, entity_rows)
             db.register("entity_rows", entity_rows)
             try:
-                if strategy == "sorted" or (
-                    strategy == "auto"
-                    and not as_served
-                    and entity_rows.num_rows * SORTED_PLAN_EVENTS_PER_ROW
-                    >= self.log.counts().get(plan.view.source.name, 0)
-                ):
-                    return self._sorted_point_in_time(db, plan, entity_rows.num_rows)
                 parts = [_owned(db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table())]
-                return _in_row_order(parts)
             finally:
                 db.unregister("entity_rows")
+            return _in_row_order(parts)
 
-    def _sorted_point_in_time(
-        self, db: duckdb.DuckDBPyConnection, plan: ViewPlan, rows: int
+    def _list_point_in_time(
+        self, db: duckdb.DuckDBPyConnection, plan: ViewPlan, entity_rows: pa.Table
     ) -> pa.Table:
-        parts = max(1, -(-rows // self.sorted_rows_per_part))
-        joined = self._short_windows(db, plan)
-        tables = [
-            _owned(db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table())
-            for part in range(parts)
-        ]
+        key_events, longest = list_pit.key_lists(db, plan)
+        query = list_pit.list_point_in_time_sql(plan, longest)
+        tables = []
+        db.register("key_events", key_events)
+        try:
+            with _optimizer_off(db, "build_side_probe_side"):
+                for start in range(0, max(1, entity_rows.num_rows), self.list_rows_per_part):
+                    db.register("entity_rows", entity_rows.slice(start, self.list_rows_per_part))
+                    tables.append(_owned(db.sql(query).to_arrow_table()))
+        finally:
+            db.unregister("key_events")
+            db.unregister("entity_rows")
         return _in_row_order(tables)
-
-    def _short_windows(self, db: duckdb.DuckDBPyConnection, plan: ViewPlan) -> frozenset[str]:
-        """Window features whose window is short next to the log's history."""
-        if not plan.windows:
-            return frozenset()
-        rows = db.execute(f"SELECT max({EVENT_TIME}) - min({EVENT_TIME}) FROM events").fetchall()
-        span = rows[0][0] or 0
-        return frozenset(
-            w.feature.name for w in plan.windows if w.window_us * self.short_window_share <= span
-        )
 
     def backfill(
         self, plan: ViewPlan, start_us: int, end_us: int, now: int, upto_seq: int
@@ -157,6 +151,18 @@ class DuckDBEngine:
                 keys = db.sql(query).to_arrow_table().column(0).combine_chunks()
         keys, blobs = state_blobs.states(groups, latest, len(plan.latest), keys)
         return pa.table({"key": keys, "state": blobs})
+
+
+@contextmanager
+def _optimizer_off(db: duckdb.DuckDBPyConnection, name: str) -> Iterator[None]:
+    """Run with one more of DuckDB's optimizers disabled, then put the setting back."""
+    before = db.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] or ""
+    disabled = ",".join(filter(None, [*before.split(","), name]))
+    db.execute(f"SET disabled_optimizers = {sql.literal(disabled)}")
+    try:
+        yield
+    finally:
+        db.execute(f"SET disabled_optimizers = {sql.literal(before)}")
 
 
 def _owned(table: pa.Table) -> pa.Table:
