@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -70,17 +71,25 @@ def _entity_df(rows: int) -> pd.DataFrame:
     )
 
 
-def test_plans_agree_row_for_row(store: FeatureStore) -> None:
+def test_plans_agree_row_for_row(store: FeatureStore, caplog: pytest.LogCaptureFixture) -> None:
     features = [f"web:{name}" for name in VIEW.feature_names]
     entity_df = _entity_df(120)
     joined = store.get_historical_features(entity_df, features, strategy="range_join").to_df()
-    lists = store.get_historical_features(entity_df, features, strategy="lists").to_df()
+    others = {}
+    for strategy in ("lists", "sorted"):
+        others[strategy] = store.get_historical_features(entity_df, features, strategy=strategy)
     store.engine.list_rows_per_part = 7  # in 18 slices of rows
-    sliced = store.get_historical_features(entity_df, features, strategy="lists").to_df()
-    auto = store.get_historical_features(entity_df, features).to_df()
-    pd.testing.assert_frame_equal(joined, lists)
-    pd.testing.assert_frame_equal(joined, sliced)
-    pd.testing.assert_frame_equal(joined, auto)
+    store.engine.short_window_share = 0  # every window of the sorted plan by a join
+    store.engine.sorted_rows_per_part = 7  # in 18 slices of keys, put back in row order
+    for strategy in ("lists", "sorted"):
+        others[f"{strategy}, sliced"] = store.get_historical_features(
+            entity_df, features, strategy=strategy
+        )
+    with caplog.at_level(logging.DEBUG, logger="crmfs.runtimes.batch.engine"):
+        others["auto"] = store.get_historical_features(entity_df, features)
+    assert "by the list plan" in caplog.text
+    for name, other in others.items():
+        pd.testing.assert_frame_equal(joined, other.to_df(), obj=name)
     assert joined["visits_1d"].max() > 0
     assert joined["pages_1d"].max() > 1
     unknown = joined[joined["customer_id"] == "c3"]
@@ -89,11 +98,50 @@ def test_plans_agree_row_for_row(store: FeatureStore) -> None:
     assert all(len(pages) == 0 for pages in unknown["recent_pages_1d"])
 
 
-def test_list_plan_refuses_as_served(store: FeatureStore) -> None:
+@pytest.mark.parametrize("strategy", ["lists", "sorted"])
+def test_event_time_plans_refuse_as_served(store: FeatureStore, strategy: str) -> None:
     with pytest.raises(ValueError, match="as_served"):
         store.get_historical_features(
-            _entity_df(3), ["web:visits_1h"], as_served=True, strategy="lists"
+            _entity_df(3), ["web:visits_1h"], as_served=True, strategy=strategy
         )
+
+
+def test_a_heavy_key_sends_auto_to_the_sorted_plan(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Many rows of a key with many events: the list plan would read rows x events list
+    entries, so ``auto`` sorts instead; the values are the same."""
+    clock = [to_micros(START + timedelta(days=1))]
+    store = FeatureStore(tmp_path, definitions=[VIEW], clock=lambda: clock[0])
+    store.apply()
+    store.ingest(
+        "visits",
+        [
+            {
+                "event_id": f"e{i}",
+                "ts": START + timedelta(minutes=i),
+                "customer_id": "heavy" if i % 40 else "light",
+                "page": f"p{i % 7}",
+            }
+            for i in range(400)
+        ],
+    )
+    entity_df = pd.DataFrame(
+        {
+            "customer_id": ["heavy"] * 190 + ["light"] * 10,
+            "event_timestamp": [START + timedelta(minutes=2 * i) for i in range(200)],
+        }
+    )
+    features = [f"web:{name}" for name in VIEW.feature_names]
+    with caplog.at_level(logging.DEBUG, logger="crmfs.runtimes.batch.engine"):
+        auto = store.get_historical_features(entity_df, features).to_df()
+    assert "by the sorted plan" in caplog.text
+    joined = store.get_historical_features(entity_df, features, strategy="range_join").to_df()
+    lists = store.get_historical_features(entity_df, features, strategy="lists").to_df()
+    pd.testing.assert_frame_equal(joined, auto)
+    pd.testing.assert_frame_equal(joined, lists)
+    assert auto["visits_1h"].max() == 59
+    store.close()
 
 
 def test_list_plan_counts_the_same_in_any_field_width(store: FeatureStore) -> None:
@@ -193,8 +241,9 @@ def test_int_keys_given_as_floats_find_their_events_in_every_slice(tmp_path: Pat
     )
     assert entity_df["account_id"].dtype == "float64"
     store.engine.list_rows_per_part = 5  # eight slices
+    store.engine.sorted_rows_per_part = 5
     features = ["account_activity:events_1d", "account_activity:last_seen"]
-    for strategy in ("range_join", "lists"):
+    for strategy in ("range_join", "lists", "sorted"):
         got = store.get_historical_features(entity_df, features, strategy=strategy).to_df()
         expected = [4 if i % 7 else 0 for i in range(40)]  # 5 events per key, one 1 day back
         assert got["events_1d"].tolist() == expected, strategy

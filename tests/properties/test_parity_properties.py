@@ -226,9 +226,19 @@ def test_streaming_equals_batch_equals_reference(
                 "event_timestamp": [from_micros(t) for _ in KEYS for t in times],
             }
         )
-        # Both plans; the list plan whole and in slices of three rows.
-        for strategy, part in (("range_join", 10**6), ("lists", 10**6), ("lists", 3)):
+        # Every plan: the list plan whole and in slices of three rows; the sorted one with
+        # windows over frames (share 10**9: no window is "short") and by joins (share 0:
+        # every window is), the latter in slices of keys.
+        for strategy, share, part in (
+            ("range_join", 8, 10**6),
+            ("lists", 8, 10**6),
+            ("lists", 8, 3),
+            ("sorted", 10**9, 10**6),
+            ("sorted", 0, 3),
+        ):
+            store.engine.short_window_share = share
             store.engine.list_rows_per_part = part
+            store.engine.sorted_rows_per_part = part
             offline = store.get_historical_features(entity_df, refs, strategy=strategy).to_df()
             for i, (key, t) in enumerate((k, t) for k in KEYS for t in times):
                 expected = _reference(log, key, t, as_served=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,19 +11,29 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crmfs.definitions import EventSource
 from crmfs.errors import StorageError
 from crmfs.runtimes.batch import list_pit, sql, state_blobs
+from crmfs.runtimes.batch.sorted_pit import sorted_point_in_time_sql
 from crmfs.storage.arrow_schema import log_schema
-from crmfs.storage.event_log import EventLog
+from crmfs.storage.event_log import EVENT_TIME, EventLog
 from crmfs.transform.plan import ViewPlan
 
-PitStrategy = Literal["auto", "range_join", "lists"]
+log = logging.getLogger(__name__)
+
+PitStrategy = Literal["auto", "range_join", "lists", "sorted"]
 # ``auto`` takes the list plan once the rows reach a quarter of the events: below that,
 # joining each row to the events of its key inside the window is cheaper than sorting
 # every event into lists.
 LIST_PLAN_EVENTS_PER_ROW = 4
+# ... unless each row would read more than this many list entries per (row + event) on
+# average: a few keys with very many events and rows make the list plan's work grow as
+# rows x events of their keys, where the sorted plan's stays one sort.
+LIST_PLAN_MAX_WORK = 32
+# Rows sampled to estimate that work.
+WORK_SAMPLE_ROWS = 16_384
 
 
 class DuckDBEngine:
@@ -48,6 +59,12 @@ class DuckDBEngine:
         # The list plan reads the entity rows a slice of this many at a time, bounding the
         # memory its join and results take beside the key lists.
         self.list_rows_per_part = 250_000
+        # The sorted plan computes windows no longer than 1/share of the log's history by a
+        # range join, which touches few events there (and spares a frame's cost).
+        self.short_window_share = 8
+        # The sorted plan runs a slice of the keys at a time (about this many entity rows),
+        # bounding its memory.
+        self.sorted_rows_per_part = 250_000
 
     @contextmanager
     def _events_of(self, source: EventSource) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -78,22 +95,32 @@ class DuckDBEngine:
     ) -> pa.Table:
         """Feature columns (``plan.output_names``) for ``entity_rows(__row, __key, __t)``.
 
-        Two physical plans compute the same values (the property tests hold both to the
-        reference): ``range_join`` joins each row to its key's events in the widest window,
-        ``lists`` turns each key's events into lists and slices them per row (event time
-        only, see ``list_pit``). ``auto`` takes ``lists`` for event-time queries with many
-        rows per event.
+        Three physical plans compute the same values (the property tests hold each to the
+        reference): ``range_join`` joins each row to its key's events in the widest window;
+        ``lists`` turns each key's events into lists and slices them per row (see
+        ``list_pit``); ``sorted`` sorts events and rows together and reads window frames.
+        The last two answer event-time queries only. ``auto`` takes ``lists`` for event-time
+        queries with many rows per event, and ``sorted`` instead where a few keys with very
+        many events and rows would make the lists' work grow as their product.
         """
-        if as_served and strategy == "lists":
-            raise ValueError("the list plan answers event-time queries only, not as_served")
+        if as_served and strategy in ("lists", "sorted"):
+            raise ValueError(f"the {strategy} plan answers event-time queries only, not as_served")
         with self._events_of(plan.view.source) as db:
+            events = self.log.counts().get(plan.view.source.name, 0)
+            if strategy == "sorted":
+                return self._sorted_point_in_time(db, plan, entity_rows)
             if strategy == "lists" or (
                 strategy == "auto"
                 and not as_served
-                and entity_rows.num_rows * LIST_PLAN_EVENTS_PER_ROW
-                >= self.log.counts().get(plan.view.source.name, 0)
+                and entity_rows.num_rows * LIST_PLAN_EVENTS_PER_ROW >= events
             ):
-                return self._list_point_in_time(db, plan, entity_rows)
+                bound = (
+                    None
+                    if strategy == "lists"
+                    else LIST_PLAN_MAX_WORK * (len(entity_rows) + events)
+                )
+                return self._list_point_in_time(db, plan, entity_rows, bound)
+            log.debug("training set of %d rows by the range join plan", entity_rows.num_rows)
             db.register("entity_rows", entity_rows)
             try:
                 parts = [_owned(db.sql(sql.point_in_time_sql(plan, as_served)).to_arrow_table())]
@@ -102,13 +129,27 @@ class DuckDBEngine:
             return _in_row_order(parts)
 
     def _list_point_in_time(
-        self, db: duckdb.DuckDBPyConnection, plan: ViewPlan, entity_rows: pa.Table
+        self,
+        db: duckdb.DuckDBPyConnection,
+        plan: ViewPlan,
+        entity_rows: pa.Table,
+        max_work: int | None,
     ) -> pa.Table:
+        """The list plan; or the sorted plan where the rows would read more than ``max_work``
+        list entries in all (estimated)."""
         key_events, longest = list_pit.key_lists(db, plan)
-        query = list_pit.list_point_in_time_sql(plan, longest)
-        tables = []
         db.register("key_events", key_events)
+        db.register("entity_rows", entity_rows)
         try:
+            work = _list_work(db, entity_rows, key_events)
+            if max_work is not None and work > max_work:
+                log.debug(
+                    "training set by the sorted plan: the lists' work %d > %d", work, max_work
+                )
+                return self._sorted_point_in_time(db, plan, entity_rows)
+            log.debug("training set by the list plan (%d list entries read)", work)
+            query = list_pit.list_point_in_time_sql(plan, longest)
+            tables = []
             with _optimizer_off(db, "build_side_probe_side"):
                 for start in range(0, max(1, entity_rows.num_rows), self.list_rows_per_part):
                     db.register("entity_rows", entity_rows.slice(start, self.list_rows_per_part))
@@ -117,6 +158,31 @@ class DuckDBEngine:
             db.unregister("key_events")
             db.unregister("entity_rows")
         return _in_row_order(tables)
+
+    def _sorted_point_in_time(
+        self, db: duckdb.DuckDBPyConnection, plan: ViewPlan, entity_rows: pa.Table
+    ) -> pa.Table:
+        parts = max(1, -(-entity_rows.num_rows // self.sorted_rows_per_part))
+        joined = self._short_windows(db, plan)
+        db.register("entity_rows", entity_rows)
+        try:
+            tables = [
+                _owned(db.sql(sorted_point_in_time_sql(plan, part, parts, joined)).to_arrow_table())
+                for part in range(parts)
+            ]
+        finally:
+            db.unregister("entity_rows")
+        return _in_row_order(tables)
+
+    def _short_windows(self, db: duckdb.DuckDBPyConnection, plan: ViewPlan) -> frozenset[str]:
+        """Window features whose window is short next to the log's history."""
+        if not plan.windows:
+            return frozenset()
+        rows = db.execute(f"SELECT max({EVENT_TIME}) - min({EVENT_TIME}) FROM events").fetchall()
+        span = rows[0][0] or 0
+        return frozenset(
+            w.feature.name for w in plan.windows if w.window_us * self.short_window_share <= span
+        )
 
     def backfill(
         self, plan: ViewPlan, start_us: int, end_us: int, now: int, upto_seq: int
@@ -151,6 +217,28 @@ class DuckDBEngine:
                 keys = db.sql(query).to_arrow_table().column(0).combine_chunks()
         keys, blobs = state_blobs.states(groups, latest, len(plan.latest), keys)
         return pa.table({"key": keys, "state": blobs})
+
+
+def _list_work(db: duckdb.DuckDBPyConnection, entity_rows: pa.Table, key_events: pa.Table) -> int:
+    """About how many list entries the list plan's rows read (each its key's events, once),
+    from an evenly spread sample of the rows."""
+    rows: int = entity_rows.num_rows
+    if rows == 0:
+        return 0
+    picked = np.unique(np.linspace(0, rows - 1, min(rows, WORK_SAMPLE_ROWS)).astype(np.int64))
+    db.register("sampled_keys", pa.table({"__key": entity_rows["__key"].take(picked)}))
+    lengths = pa.table(
+        {"__key": key_events["__key"], "__n": pc.list_value_length(key_events["__ts"])}
+    )
+    db.register("key_lengths", lengths)
+    try:
+        found = db.execute(
+            "SELECT coalesce(sum(__n), 0) FROM sampled_keys JOIN key_lengths USING (__key)"
+        ).fetchall()
+    finally:
+        db.unregister("sampled_keys")
+        db.unregister("key_lengths")
+    return int(found[0][0]) * rows // len(picked)
 
 
 @contextmanager
