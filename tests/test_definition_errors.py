@@ -16,7 +16,7 @@ from crmfs import (
     Latest,
     col,
 )
-from crmfs.definitions import Catalog, fingerprint
+from crmfs.definitions import Catalog, IdentifierKind, fingerprint
 
 customer = Entity("customer", join_key="customer_id")
 SCHEMA = {
@@ -83,6 +83,24 @@ CASES: list[tuple[str, Callable[[], object], str, str]] = [
         "'s'",
         "schema.x",
     ),
+    (
+        "identifier field",
+        lambda: EventSource("s", SCHEMA, "event_id", "ts", identifiers={"mail": "email"}),
+        "'s'",
+        "identifiers.mail",
+    ),
+    (
+        "identifier kind",
+        lambda: EventSource("s", SCHEMA, "event_id", "ts", identifiers={"item": "passport"}),
+        "'s'",
+        "identifiers.item",
+    ),
+    (
+        "identifier type",
+        lambda: EventSource("s", SCHEMA, "event_id", "ts", identifiers={"amount": "email"}),
+        "'s'",
+        "identifiers.amount",
+    ),
     ("sensitivity", lambda: Entity("e", "id", sensitivity="secret"), "'e'", "sensitivity"),
     ("service ref", lambda: FeatureService("svc", features=["no-colon"]), "'svc'", "features"),
     (
@@ -133,6 +151,23 @@ def test_metadata_edits_keep_the_value_fingerprint_and_value_edits_change_it() -
         ),
     ):
         assert fingerprint(changed.value_spec()) != fingerprint(base.value_spec())
+
+
+def test_identifiers_change_a_sources_fingerprint_only_when_declared() -> None:
+    """Sources declared before identifiers existed keep their fingerprints; declaring or
+    changing identifiers is a value change (it changes who events are about)."""
+    plain = EventSource("clicks", SCHEMA, "event_id", "ts")
+    assert "identifiers" not in plain.value_spec()
+    assert fingerprint(plain.value_spec()) == fingerprint(source.value_spec())
+    email = EventSource("clicks", SCHEMA, "event_id", "ts", identifiers={"customer_id": "email"})
+    crm = EventSource(
+        "clicks", SCHEMA, "event_id", "ts", identifiers={"customer_id": "crm_contact_id"}
+    )
+    assert email.identifiers == {"customer_id": IdentifierKind.EMAIL}
+    assert IdentifierKind.EMAIL.is_strong
+    assert not IdentifierKind.FIRST_NAME.is_strong
+    fingerprints = {fingerprint(s.value_spec()) for s in (plain, email, crm)}
+    assert len(fingerprints) == 3
 
 
 def test_feature_names_carry_their_window() -> None:

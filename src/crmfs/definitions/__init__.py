@@ -4,6 +4,7 @@ from crmfs.definitions.catalog import Catalog, fingerprint
 from crmfs.definitions.entity import Entity
 from crmfs.definitions.features import Aggregation, Function, Latest, WindowFeature, default_hop
 from crmfs.definitions.filters import Expr, col
+from crmfs.definitions.identifiers import IdentifierKind
 from crmfs.definitions.metadata import Sensitivity
 from crmfs.definitions.service import FeatureService
 from crmfs.definitions.source import EventSource
@@ -20,6 +21,7 @@ __all__ = [
     "FeatureView",
     "FieldType",
     "Function",
+    "IdentifierKind",
     "Latest",
     "LatestFeature",
     "Sensitivity",

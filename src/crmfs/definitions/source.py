@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from crmfs.definitions.identifiers import IdentifierKind, coerce_identifiers
 from crmfs.definitions.metadata import (
     Metadata,
     Sensitivity,
@@ -31,7 +32,9 @@ class EventSource:
 
     ``timezone`` names the zone of naive timestamps in this source; without it a naive
     timestamp is rejected to the quarantine. ``required`` lists fields that must be
-    present and non-null (the event id and event time always are).
+    present and non-null (the event id and event time always are). ``identifiers`` maps the
+    fields that say who an event is about to their kind (``IdentifierKind``: ``"email"``,
+    ``"phone"``, ``"crm_contact_id"``, ``"first_name"`` ...), for identity resolution.
     """
 
     name: str
@@ -40,6 +43,7 @@ class EventSource:
     event_time: str
     timezone: str | None = None
     required: tuple[str, ...] = ()
+    identifiers: Mapping[str, IdentifierKind | str] = field(default_factory=dict)
     owner: str = field(default="", kw_only=True)
     description: str = field(default="", kw_only=True)
     tags: Mapping[str, str] = field(default_factory=dict, kw_only=True)
@@ -76,6 +80,7 @@ class EventSource:
             if name not in schema:
                 raise DefinitionError(label, "required", f"{name!r} is not in the schema")
         object.__setattr__(self, "required", required)
+        object.__setattr__(self, "identifiers", coerce_identifiers(label, self.identifiers, schema))
         object.__setattr__(self, "tags", check_tags(label, self.tags))
         object.__setattr__(self, "sensitivity", coerce_sensitivity(label, self.sensitivity))
 
@@ -103,4 +108,11 @@ class EventSource:
             "event_time": self.event_time,
             "timezone": self.timezone,
             "required": sorted(self.required),
-        }
+        } | self._identifiers_spec()
+
+    def _identifiers_spec(self) -> dict[str, Any]:
+        # Left out when there are none, so that sources defined before identifiers existed
+        # keep their fingerprints (and versions).
+        if not self.identifiers:
+            return {}
+        return {"identifiers": {k: str(v) for k, v in sorted(self.identifiers.items())}}

@@ -1,0 +1,1 @@
+"""Identity resolution: identifiers, their normalization, and golden ids."""

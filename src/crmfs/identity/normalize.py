@@ -1,0 +1,204 @@
+"""Normalized identifier values: two values meant as the same identifier compare equal.
+
+Every function returns ``None`` for a value that cannot serve as an identifier (empty, not
+an email address, not a possible phone number ...): such a value links nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+
+import phonenumbers
+
+from crmfs.definitions import IdentifierKind
+from crmfs.identity.nicknames import NICKNAMES
+
+# Mail providers whose addressing rules are published: ``dots`` when dots in the local part
+# are ignored, ``plus`` when ``local+tag`` is delivered to ``local``; ``alias`` names the domain
+# that another one is the same mailbox as. Unknown domains keep their local part as typed
+# (case aside): a company server may well give ``a.b`` and ``ab`` to two people.
+_DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
+_DOTS_IGNORED = frozenset({"gmail.com"})
+_PLUS_TAGS = frozenset(
+    {
+        "gmail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "fastmail.com",
+        "fastmail.fm",
+        "proton.me",
+        "protonmail.com",
+    }
+)
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+# Address words and their usual abbreviations (USPS style), applied per word.
+_ADDRESS_WORDS = {
+    "street": "st",
+    "str": "st",
+    "avenue": "ave",
+    "av": "ave",
+    "road": "rd",
+    "boulevard": "blvd",
+    "drive": "dr",
+    "lane": "ln",
+    "court": "ct",
+    "place": "pl",
+    "square": "sq",
+    "terrace": "ter",
+    "parkway": "pkwy",
+    "highway": "hwy",
+    "circle": "cir",
+    "crescent": "cres",
+    "apartment": "apt",
+    "unit": "apt",
+    "suite": "ste",
+    "floor": "fl",
+    "north": "n",
+    "south": "s",
+    "east": "e",
+    "west": "w",
+    "mount": "mt",
+    "saint": "st",
+}
+_DOB_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d")
+# Latin letters that Unicode does not decompose into a base letter and an accent.
+_UNDECOMPOSED = str.maketrans(
+    {"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+)
+
+
+def plain_text(value: str) -> str:
+    """Lower case without accents or punctuation, words separated by single spaces.
+
+    Apostrophes and dots join their neighbours (``O'Brien`` -> ``obrien``, ``J.R.`` -> ``jr``);
+    other punctuation separates words (``Mary-Jane`` -> ``mary jane``).
+    """
+    decomposed = unicodedata.normalize("NFKD", value.casefold()).translate(_UNDECOMPOSED)
+    kept = []
+    for char in decomposed:
+        if unicodedata.combining(char) or char in "'’.":
+            continue
+        kept.append(char if char.isalnum() else " ")
+    return " ".join("".join(kept).split())
+
+
+def normalize_email(value: str) -> str | None:
+    """``Jane.Doe+news@GoogleMail.com `` -> ``janedoe@gmail.com``; not an address: None."""
+    text = value.strip().casefold()
+    if not _EMAIL.fullmatch(text):
+        return None
+    local, _, domain = text.rpartition("@")
+    domain = domain.rstrip(".")
+    domain = _DOMAIN_ALIASES.get(domain, domain)
+    if domain in _PLUS_TAGS:
+        local = local.split("+", 1)[0]
+    if domain in _DOTS_IGNORED:
+        local = local.replace(".", "")
+    return f"{local}@{domain}" if local else None
+
+
+def normalize_phone(value: str | int, default_region: str = "US") -> str | None:
+    """The number in E.164 (``+15551234567``), read with ``default_region`` when it has no
+    country code; an extension is dropped. A leading ``00`` that the region does not dial
+    abroad with (the US dials ``011``) is still read as the international prefix, as most of
+    the world writes it. Not a possible number: None."""
+    text = str(value).strip()
+    if not text:
+        return None
+    number = _possible_number(text, default_region)
+    if number is None and text.startswith("00"):
+        number = _possible_number("+" + text[2:], default_region)
+    if number is None:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _possible_number(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_possible_number(number) else None
+
+
+def normalize_name(value: str) -> str | None:
+    """A person's name as plain text (see ``plain_text``); nothing left: None."""
+    return plain_text(value) or None
+
+
+def first_name_forms(value: str) -> frozenset[str]:
+    """The normalized first name and the given names it is a common nickname of
+    (``Bob`` -> ``{"bob", "robert"}``): two first names may be the same person's when
+    their forms meet."""
+    name = plain_text(value)
+    if not name:
+        return frozenset()
+    return frozenset({name, *NICKNAMES.get(name, ())})
+
+
+def normalize_address(value: str) -> str | None:
+    """Plain text with the usual words abbreviated (``12 North Main Street, Apt. 4`` ->
+    ``12 n main st apt 4``); nothing left: None."""
+    words = [_ADDRESS_WORDS.get(word, word) for word in plain_text(value).split()]
+    return " ".join(words) or None
+
+
+def normalize_postcode(value: str | int) -> str | None:
+    """Upper-case letters and digits only (``sw1a 1aa`` -> ``SW1A1AA``)."""
+    text = "".join(char for char in str(value).upper() if char.isalnum())
+    return text or None
+
+
+def normalize_date_of_birth(value: str | date | datetime) -> str | None:
+    """An ISO date (``1956-09-09``) from a date, a datetime or a string written
+    ``YYYY-MM-DD``, ``YYYYMMDD`` or ``YYYY/MM/DD``; anything else: None (day-month orders
+    are ambiguous)."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value).strip()
+    for layout in _DOB_FORMATS:
+        try:
+            return datetime.strptime(text, layout).date().isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def normalize_id(value: str | int) -> str | None:
+    """An opaque id: surrounding whitespace removed, case kept; empty: None."""
+    text = str(value).strip()
+    return text or None
+
+
+def normalize(kind: IdentifierKind, value: object, default_region: str = "US") -> str | None:
+    """``value`` normalized as an identifier of ``kind``; None where it cannot serve as one."""
+    if value is None:
+        return None
+    match kind:
+        case IdentifierKind.EMAIL:
+            return normalize_email(str(value))
+        case IdentifierKind.PHONE:
+            return normalize_phone(str(value), default_region)
+        case IdentifierKind.FIRST_NAME | IdentifierKind.LAST_NAME | IdentifierKind.FULL_NAME:
+            return normalize_name(str(value))
+        case IdentifierKind.CITY:
+            return normalize_name(str(value))
+        case IdentifierKind.ADDRESS:
+            return normalize_address(str(value))
+        case IdentifierKind.POSTCODE:
+            return normalize_postcode(str(value))
+        case IdentifierKind.DATE_OF_BIRTH:
+            if isinstance(value, date | datetime):
+                return normalize_date_of_birth(value)
+            return normalize_date_of_birth(str(value))
+    return normalize_id(str(value))
