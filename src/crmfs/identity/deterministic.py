@@ -1,0 +1,236 @@
+"""The deterministic layer: records sharing a strong key are one cluster with a golden id.
+
+Records arrive one at a time (``add``) or as a first load (``link_all``); both give the same
+clusters whatever the order, because a cluster is a connected component of "shares a usable
+key". The rules:
+
+- **Linking keys.** A record's normalized identifiers of the linking kinds (by default the
+  strong ones: email, phone, CRM and marketing ids, external and cookie ids) link it to every
+  record carrying the same key.
+- **Shared keys.** A key carried by more than ``max_records_per_key`` records (a household
+  phone, ``info@company.com``) stops linking: it is reported (``shared_keys``) and the
+  clusters it had joined are rebuilt without it (a split with that reason).
+- **Golden ids.** A new cluster takes an id made from its first record's id (a hash, so the
+  same record makes the same id in any run). It keeps that id while records join it. On a
+  merge the cluster created first (oldest first record by ``seen_us``, then record id)
+  survives and the others' ids retire. On a split, the part holding the cluster's first
+  record keeps the id; each other part takes the id of its own oldest record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from crmfs.definitions import IdentifierKind
+
+Key = tuple[IdentifierKind, str]
+
+DEFAULT_MAX_RECORDS_PER_KEY = 10
+
+
+@dataclass(frozen=True)
+class IdentityRecord:
+    """One source record's identity: its id, when it was first seen, its normalized keys."""
+
+    record_id: str
+    seen_us: int
+    keys: frozenset[Key]
+
+
+class ChangeKind(StrEnum):
+    NEW = "new"
+    JOINED = "joined"
+    MERGED = "merged"
+    SPLIT = "split"
+
+
+@dataclass(frozen=True)
+class ClusterChange:
+    """What one step did to the golden ids, and why."""
+
+    kind: ChangeKind
+    golden_id: str
+    record_id: str | None = None  # the record that caused it, if one did
+    retired: tuple[str, ...] = ()  # merged: the ids folded into ``golden_id``
+    created: tuple[str, ...] = ()  # split: the ids of the parts split off ``golden_id``
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SharedKey:
+    kind: IdentifierKind
+    value: str
+    records: int
+
+
+def golden_id_for(record_id: str) -> str:
+    """The golden id a cluster takes from the record that creates it."""
+    return "g" + hashlib.blake2b(record_id.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class DeterministicLinker:
+    """Clusters of records linked by exact matches of normalized strong keys."""
+
+    linking_kinds: frozenset[IdentifierKind] = field(
+        default_factory=lambda: frozenset(k for k in IdentifierKind if k.is_strong)
+    )
+    max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY
+    _records: dict[str, IdentityRecord] = field(default_factory=dict, init=False)
+    _key_records: dict[Key, set[str]] = field(default_factory=dict, init=False)
+    _cluster_of: dict[str, str] = field(default_factory=dict, init=False)
+    _members: dict[str, set[str]] = field(default_factory=dict, init=False)
+    _first: dict[str, IdentityRecord] = field(default_factory=dict, init=False)
+    _shared: set[Key] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        if self.max_records_per_key < 1:
+            raise ValueError(f"max_records_per_key must be >= 1, not {self.max_records_per_key}")
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def golden_id(self, record_id: str) -> str:
+        return self._cluster_of[record_id]
+
+    def members(self, golden_id: str) -> frozenset[str]:
+        return frozenset(self._members.get(golden_id, ()))
+
+    def clusters(self) -> dict[str, frozenset[str]]:
+        return {gid: frozenset(members) for gid, members in self._members.items()}
+
+    def shared_keys(self) -> list[SharedKey]:
+        """Keys that stopped linking because too many records carry them, most used first."""
+        found = [SharedKey(k, v, len(self._key_records[(k, v)])) for k, v in self._shared]
+        return sorted(found, key=lambda s: (-s.records, s.kind.value, s.value))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add(self, record: IdentityRecord) -> list[ClusterChange]:
+        """Link one record; the changes it made (the first one names its cluster)."""
+        if record.record_id in self._records:
+            return []  # a redelivered record changes nothing
+        self._records[record.record_id] = record
+        keys = self._linking_keys(record)
+        newly_shared = []
+        for key in keys:
+            holders = self._key_records.setdefault(key, set())
+            holders.add(record.record_id)
+            if len(holders) > self.max_records_per_key and key not in self._shared:
+                self._shared.add(key)
+                newly_shared.append(key)
+        linked = {
+            self._cluster_of[other]
+            for key in keys
+            if key not in self._shared
+            for other in self._key_records[key]
+            if other != record.record_id
+        }
+        changes = [self._place(record, linked)]
+        for key in newly_shared:
+            changes += self._split_on(key)
+        return changes
+
+    def link_all(self, records: Iterable[IdentityRecord]) -> list[ClusterChange]:
+        """A first load: the records in age order, shared keys found before any link."""
+        ordered = sorted(records, key=lambda r: (r.seen_us, r.record_id))
+        counts: dict[Key, set[str]] = {}
+        for record in ordered:
+            for key in self._linking_keys(record):
+                counts.setdefault(key, set()).add(record.record_id)
+        changes = []
+        for key, holders in counts.items():
+            earlier = self._key_records.get(key, set())
+            if key not in self._shared and len(holders | earlier) > self.max_records_per_key:
+                self._shared.add(key)
+                if earlier:  # clusters linked through it before this load
+                    changes += self._split_on(key)
+        for record in ordered:
+            changes += self.add(record)
+        return changes
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _linking_keys(self, record: IdentityRecord) -> list[Key]:
+        return sorted(k for k in record.keys if k[0] in self.linking_kinds)
+
+    def _place(self, record: IdentityRecord, linked: set[str]) -> ClusterChange:
+        rid = record.record_id
+        if not linked:
+            gid = golden_id_for(rid)
+            self._members[gid] = {rid}
+            self._first[gid] = record
+            self._cluster_of[rid] = gid
+            return ClusterChange(ChangeKind.NEW, gid, rid)
+        survivor = min(linked, key=self._age)
+        self._members[survivor].add(rid)
+        self._cluster_of[rid] = survivor
+        retired = tuple(sorted(linked - {survivor}))
+        for gid in retired:
+            for member in self._members.pop(gid):
+                self._cluster_of[member] = survivor
+                self._members[survivor].add(member)
+            del self._first[gid]
+        if retired:
+            reason = "a record carries keys of several clusters"
+            return ClusterChange(ChangeKind.MERGED, survivor, rid, retired=retired, reason=reason)
+        return ClusterChange(ChangeKind.JOINED, survivor, rid)
+
+    def _age(self, golden_id: str) -> tuple[int, str]:
+        first = self._first[golden_id]
+        return (first.seen_us, first.record_id)
+
+    def _split_on(self, key: Key) -> list[ClusterChange]:
+        """Rebuild the clusters holding ``key`` without it (and without other shared keys)."""
+        affected = sorted({self._cluster_of[r] for r in self._key_records[key]})
+        changes = []
+        for gid in affected:
+            parts = self._components(self._members[gid])
+            if len(parts) == 1:
+                continue
+            first = self._first[gid].record_id
+            created = []
+            for part in parts:
+                if first in part:
+                    self._members[gid] = part
+                    continue
+                oldest = min(
+                    (self._records[r] for r in part), key=lambda r: (r.seen_us, r.record_id)
+                )
+                new_id = golden_id_for(oldest.record_id)
+                self._members[new_id] = part
+                self._first[new_id] = oldest
+                for member in part:
+                    self._cluster_of[member] = new_id
+                created.append(new_id)
+            reason = (
+                f"shared {key[0].value} key carried by more than {self.max_records_per_key} records"
+            )
+            changes.append(
+                ClusterChange(ChangeKind.SPLIT, gid, created=tuple(created), reason=reason)
+            )
+        return changes
+
+    def _components(self, records: set[str]) -> list[set[str]]:
+        """Connected components of ``records`` over their usable keys."""
+        parent = {r: r for r in records}
+
+        def find(r: str) -> str:
+            while parent[r] != r:
+                parent[r] = parent[parent[r]]
+                r = parent[r]
+            return r
+
+        by_key: dict[Key, str] = {}
+        for rid in sorted(records):
+            for key in self._linking_keys(self._records[rid]):
+                if key in self._shared:
+                    continue
+                other = by_key.setdefault(key, rid)
+                parent[find(rid)] = find(other)
+        groups: dict[str, set[str]] = {}
+        for rid in records:
+            groups.setdefault(find(rid), set()).add(rid)
+        return list(groups.values())

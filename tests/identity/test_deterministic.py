@@ -1,0 +1,143 @@
+"""The deterministic layer: strong keys link records; golden ids are stable; shared keys stop."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crmfs.definitions import IdentifierKind
+from crmfs.identity.deterministic import (
+    ChangeKind,
+    DeterministicLinker,
+    IdentityRecord,
+    golden_id_for,
+)
+
+EMAIL, PHONE, CRM, NAME = (
+    IdentifierKind.EMAIL,
+    IdentifierKind.PHONE,
+    IdentifierKind.CRM_CONTACT_ID,
+    IdentifierKind.FIRST_NAME,
+)
+
+
+def record(rid: str, seen: int, **keys: str) -> IdentityRecord:
+    kinds = {"email": EMAIL, "phone": PHONE, "crm": CRM, "name": NAME}
+    return IdentityRecord(rid, seen, frozenset((kinds[k], v) for k, v in keys.items()))
+
+
+def partition(linker: DeterministicLinker) -> set[frozenset[str]]:
+    return set(linker.clusters().values())
+
+
+def test_records_sharing_a_strong_key_are_one_cluster() -> None:
+    linker = DeterministicLinker()
+    first = linker.add(record("crm_a:1", 10, email="jane@x.com", crm="A1"))
+    assert first[0].kind is ChangeKind.NEW
+    assert first[0].golden_id == golden_id_for("crm_a:1")
+    joined = linker.add(record("mkt:7", 20, email="jane@x.com"))
+    assert joined[0].kind is ChangeKind.JOINED
+    assert linker.golden_id("mkt:7") == linker.golden_id("crm_a:1")
+    # A weak key (a first name) links nothing on its own.
+    linker.add(record("crm_b:3", 30, name="jane", phone="+14155550100"))
+    assert linker.golden_id("crm_b:3") != linker.golden_id("crm_a:1")
+
+
+def test_golden_ids_do_not_change_when_unrelated_or_joining_records_arrive() -> None:
+    linker = DeterministicLinker()
+    linker.add(record("r2", 20, email="a@x.com"))
+    gid = linker.golden_id("r2")
+    linker.add(record("r9", 90, email="b@x.com"))
+    linker.add(record("r1", 10, email="a@x.com"))  # older, but it only joins
+    assert linker.golden_id("r2") == linker.golden_id("r1") == gid
+
+
+def test_a_merge_keeps_the_oldest_cluster_and_retires_the_other() -> None:
+    linker = DeterministicLinker()
+    linker.add(record("old", 10, email="a@x.com"))
+    linker.add(record("new", 50, phone="+14155550100"))
+    changes = linker.add(record("bridge", 60, email="a@x.com", phone="+14155550100"))
+    assert changes[0].kind is ChangeKind.MERGED
+    assert changes[0].golden_id == golden_id_for("old")
+    assert changes[0].retired == (golden_id_for("new"),)
+    assert changes[0].reason
+    assert linker.members(golden_id_for("old")) == {"old", "new", "bridge"}
+    assert linker.members(golden_id_for("new")) == frozenset()
+
+
+def test_a_redelivered_record_changes_nothing() -> None:
+    linker = DeterministicLinker()
+    linker.add(record("r1", 10, email="a@x.com"))
+    assert linker.add(record("r1", 10, email="a@x.com")) == []
+
+
+def test_a_shared_key_stops_linking_and_splits_what_it_chained() -> None:
+    """A household phone (or info@ mailbox) carried by more records than the limit: the
+    people it chained together are split apart again, each keeping or taking an id, and
+    the key is reported."""
+    linker = DeterministicLinker(max_records_per_key=2)
+    linker.add(record("ann1", 10, email="ann@x.com", phone="+1555"))
+    linker.add(record("ann2", 11, email="ann@x.com"))
+    linker.add(record("bob1", 20, email="bob@x.com", phone="+1555"))
+    assert linker.golden_id("bob1") == linker.golden_id("ann1")  # chained by the phone
+    changes = linker.add(record("cy1", 30, email="cy@x.com", phone="+1555"))  # 3rd holder
+    split = [c for c in changes if c.kind is ChangeKind.SPLIT]
+    assert len(split) == 1
+    assert split[0].golden_id == golden_id_for("ann1")
+    assert split[0].created == (golden_id_for("bob1"),)
+    assert "phone" in split[0].reason
+    assert partition(linker) == {
+        frozenset({"ann1", "ann2"}),
+        frozenset({"bob1"}),
+        frozenset({"cy1"}),
+    }
+    assert [(s.kind, s.value, s.records) for s in linker.shared_keys()] == [(PHONE, "+1555", 3)]
+    linker.add(record("ann3", 40, phone="+1555"))  # the phone alone no longer links
+    assert len(linker.members(linker.golden_id("ann3"))) == 1
+
+
+def test_a_first_load_finds_shared_keys_before_linking() -> None:
+    records = [record(f"p{i}", i, email=f"p{i}@x.com", phone="+1555") for i in range(5)]
+    linker = DeterministicLinker(max_records_per_key=3)
+    changes = linker.link_all(records)
+    assert all(c.kind is ChangeKind.NEW for c in changes)  # no link, so nothing to split
+    assert len(linker.clusters()) == 5
+
+
+def test_the_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_records_per_key"):
+        DeterministicLinker(max_records_per_key=0)
+
+
+_keys = st.sampled_from(
+    [(EMAIL, f"e{i}") for i in range(6)] + [(PHONE, f"p{i}") for i in range(4)] + [(NAME, "n")]
+)
+_records = st.lists(st.frozensets(_keys, max_size=3), min_size=1, max_size=25).map(
+    lambda keysets: [IdentityRecord(f"r{i}", i % 7, keys) for i, keys in enumerate(keysets)]
+)
+
+
+@settings(max_examples=int(os.environ.get("CRMFS_PROPERTY_EXAMPLES", "200")), deadline=None)
+@given(_records, st.integers(2, 6), st.randoms(use_true_random=False))
+def test_streaming_in_any_order_gives_the_first_loads_clusters(
+    records: list[IdentityRecord], limit: int, rng: random.Random
+) -> None:
+    batch = DeterministicLinker(max_records_per_key=limit)
+    batch.link_all(records)
+    shuffled = list(records)
+    rng.shuffle(shuffled)
+    stream = DeterministicLinker(max_records_per_key=limit)
+    for r in shuffled:
+        stream.add(r)
+    assert partition(stream) == partition(batch)
+    assert {(s.kind, s.value) for s in stream.shared_keys()} == {
+        (s.kind, s.value) for s in batch.shared_keys()
+    }
+    # Every record sits in exactly one cluster, under the id the linker reports for it.
+    for gid, members in stream.clusters().items():
+        assert all(stream.golden_id(m) == gid for m in members)
+    assert sum(len(m) for m in stream.clusters().values()) == len(records)
