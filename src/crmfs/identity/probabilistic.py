@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from rapidfuzz import distance, fuzz, process
+import pandas as pd
+from rapidfuzz import distance, process
 
 Method = Literal["exact", "jaro_winkler", "ratio", "date"]
 MISSING = -1
@@ -51,49 +52,134 @@ class Comparison:
         return len(self.thresholds) + 2
 
     def compare(self, left: Sequence[str | None], right: Sequence[str | None]) -> np.ndarray:
-        """The level of each pair ``(left[i], right[i])``, ``MISSING`` where a side is."""
-        out = np.full(len(left), MISSING, dtype=np.int8)
-        both = [(i, x, y) for i, (x, y) in enumerate(zip(left, right, strict=True)) if x and y]
-        if not both:
+        """The level of each pair ``(left[i], right[i])``, ``MISSING`` where a side is
+        (None or empty)."""
+        n = len(left)
+        codes = Coded.of(
+            np.concatenate([np.asarray(left, dtype=object), np.asarray(right, dtype=object)])
+        )
+        return self.compare_coded(codes, np.arange(n), np.arange(n, 2 * n))
+
+    def compare_one(self, value: str | None, others: Sequence[str | None]) -> np.ndarray:
+        """The level of ``value`` against each of ``others``: the same as ``compare`` with
+        ``value`` repeated, without coding the values first (cheaper for one record)."""
+        out = np.full(len(others), MISSING, dtype=np.int8)
+        if not value:
             return out
-        idx = np.fromiter((i for i, _, _ in both), dtype=np.int64, count=len(both))
-        a = [x for _, x, _ in both]
-        b = [y for _, _, y in both]
-        exact = np.fromiter((x == y for x, y in zip(a, b, strict=True)), bool, len(both))
-        top = self.levels - 1
-        if self.method == "exact":
-            out[idx] = np.where(exact, top, 0)
-        elif self.method == "date":
-            near = np.fromiter(map(_near_date, a, b), bool, len(both))
-            out[idx] = np.where(exact, top, np.where(near, 1, 0))
+        inexact = []
+        for i, other in enumerate(others):
+            if not other:
+                continue
+            if other == value:
+                out[i] = self.levels - 1
+            else:
+                out[i] = 0
+                inexact.append(i)
+        if self.method == "exact" or not inexact:
+            return out
+        rest = [others[i] for i in inexact]
+        if self.method == "date":
+            mine = _date_parts(value)
+            level = [
+                1 if mine[0] >= 0 and _near_parts(mine, _date_parts(other)) else 0 for other in rest
+            ]
+            out[inexact] = level
+            return out
+        similarity = process.cdist([value], rest, scorer=_SCORERS[self.method], workers=1)[0]
+        level_of = np.zeros(len(rest), dtype=np.int8)
+        for i, cut in enumerate(self.thresholds):
+            found = (level_of == 0) & (similarity >= cut)
+            level_of[found] = len(self.thresholds) - i
+        out[inexact] = level_of
+        return out
+
+    def compare_coded(self, coded: Coded, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """The level of each pair of records ``(left[i], right[i])`` of one coded column.
+
+        Presence and exact agreement are integer comparisons, and a similarity is computed
+        once per distinct pair of values (names, suburbs and states repeat a lot)."""
+        lhs, rhs = coded.codes[left], coded.codes[right]
+        out = np.full(len(lhs), MISSING, dtype=np.int8)
+        present = (lhs >= 0) & (rhs >= 0)
+        exact = present & (lhs == rhs)
+        out[present] = 0
+        out[exact] = self.levels - 1
+        inexact = np.flatnonzero(present & ~exact)
+        if self.method == "exact" or len(inexact) == 0:
+            return out
+        size = len(coded.values)
+        distinct, back = np.unique(
+            lhs[inexact].astype(np.int64) * size + rhs[inexact], return_inverse=True
+        )
+        a, b = distinct // size, distinct % size
+        if self.method == "date":
+            level = coded.near_dates(a, b).astype(np.int8)
         else:
-            similarity = process.cpdist(a, b, scorer=_SCORERS[self.method], workers=1)
-            level = np.zeros(len(both), dtype=np.int8)
+            workers = -1 if len(distinct) >= _PARALLEL_PAIRS else 1
+            similarity = process.cpdist(
+                list(coded.values[a]),
+                list(coded.values[b]),
+                scorer=_SCORERS[self.method],
+                workers=workers,
+            )
+            level = np.zeros(len(distinct), dtype=np.int8)
             for i, cut in enumerate(self.thresholds):
                 found = (level == 0) & (similarity >= cut)
                 level[found] = len(self.thresholds) - i
-            out[idx] = np.where(exact, top, level)
+        out[inexact] = level[back]
         return out
 
 
-def _ratio(a: str, b: str, **_: Any) -> float:
-    return float(fuzz.ratio(a, b)) / 100.0
+@dataclass(frozen=True)
+class Coded:
+    """A column as integer codes into its distinct values (-1: missing or empty)."""
 
+    codes: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, column: Sequence[str | None] | np.ndarray) -> Coded:
+        codes, values = pd.factorize(np.asarray(column, dtype=object), use_na_sentinel=True)
+        values = np.asarray(values, dtype=object)
+        empty = np.flatnonzero(values == "")
+        if len(empty):
+            codes[codes == empty[0]] = -1
+        return cls(codes, values)
+
+    def near_dates(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """For value codes ``a``, ``b`` of ``YYYY-MM-DD`` dates: one of year, month and day
+        differs, or day and month are swapped."""
+        parts = np.array([_date_parts(v) for v in self.values], dtype=np.int64).reshape(-1, 3)
+        pa, pb = parts[a], parts[b]
+        valid = (pa[:, 0] >= 0) & (pb[:, 0] >= 0)
+        same = (pa == pb).sum(axis=1)
+        swapped = (pa[:, 0] == pb[:, 0]) & (pa[:, 1] == pb[:, 2]) & (pa[:, 2] == pb[:, 1])
+        near: np.ndarray = valid & ((same == 2) | swapped)
+        return near
+
+
+def _near_parts(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
+    if b[0] < 0:
+        return False
+    same = (a[0] == b[0]) + (a[1] == b[1]) + (a[2] == b[2])
+    return same == 2 or (a[0] == b[0] and a[1] == b[2] and a[2] == b[1])
+
+
+def _date_parts(value: object) -> tuple[int, int, int]:
+    pieces = str(value).split("-")
+    if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
+        return (-1, -1, -1)
+    return (int(pieces[0]), int(pieces[1]), int(pieces[2]))
+
+
+# Distinct pairs from which rapidfuzz compares on every core: below, starting threads costs
+# more than it saves.
+_PARALLEL_PAIRS = 20_000
 
 _SCORERS: dict[str, Any] = {
     "jaro_winkler": distance.JaroWinkler.normalized_similarity,
-    "ratio": _ratio,
+    "ratio": distance.Indel.normalized_similarity,
 }
-
-
-def _near_date(a: str, b: str) -> bool:
-    """One of year, month, day differs, or day and month are swapped."""
-    pa, pb = a.split("-"), b.split("-")
-    if len(pa) != 3 or len(pb) != 3:
-        return False
-    same = sum(x == y for x, y in zip(pa, pb, strict=True))
-    swapped = pa[0] == pb[0] and pa[1] == pb[2] and pa[2] == pb[1]
-    return same == 2 or swapped
 
 
 @dataclass
@@ -118,6 +204,20 @@ class FellegiSunter:
         """A pairs x comparisons matrix of levels; ``left``/``right`` map columns to values."""
         columns = [c.compare(left[c.column], right[c.column]) for c in self.comparisons]
         return np.stack(columns, axis=1) if columns else np.zeros((0, 0), dtype=np.int8)
+
+    def levels_one(
+        self, record: Mapping[str, str | None], others: Mapping[str, Sequence[str | None]]
+    ) -> np.ndarray:
+        """Like ``levels``, for one record against several."""
+        columns = [c.compare_one(record.get(c.column), others[c.column]) for c in self.comparisons]
+        return np.stack(columns, axis=1)
+
+    def levels_coded(
+        self, coded: Mapping[str, Coded], left: np.ndarray, right: np.ndarray
+    ) -> np.ndarray:
+        """Like ``levels``, for pairs of record positions into coded columns."""
+        columns = [c.compare_coded(coded[c.column], left, right) for c in self.comparisons]
+        return np.stack(columns, axis=1)
 
     def weights(self, levels: np.ndarray) -> np.ndarray:
         """The match weight (log2 odds) of each pair of ``levels``."""

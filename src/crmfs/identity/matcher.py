@@ -1,0 +1,161 @@
+"""Probabilistic matching of records: blocking, a fitted Fellegi-Sunter model, a threshold.
+
+``ProbabilisticMatcher.fit`` estimates the model on a set of records without labels;
+``link`` then returns the matching pairs of a whole set (a first load, or two data sets);
+``index`` + ``match`` compare one new record at a time with those seen before.
+
+Records are columns of normalized values (``crmfs.identity.normalize``), one list per
+column, None where a value is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crmfs.identity.blocking import DEFAULT_MAX_BLOCK, BlockingIndex, BlockingRule, candidate_pairs
+from crmfs.identity.probabilistic import Coded, Comparison, FellegiSunter
+
+Columns = Mapping[str, Sequence[str | None]]
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """What to compare, which pairs to consider, and from which probability a pair links."""
+
+    comparisons: tuple[Comparison, ...]
+    rules: tuple[BlockingRule, ...]
+    threshold: float = 0.5
+    max_block: int = DEFAULT_MAX_BLOCK
+    random_pairs: int = 50_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, not {self.threshold}")
+        if not self.comparisons:
+            raise ValueError("at least one comparison is needed")
+        if not self.rules:
+            raise ValueError("at least one blocking rule is needed")
+
+
+@dataclass(frozen=True)
+class FitReport:
+    candidate_pairs: int
+    iterations: int
+    prior: float
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Pairs of record positions ``(i, j)`` and their match probabilities."""
+
+    pairs: np.ndarray
+    probabilities: np.ndarray
+
+
+@dataclass
+class ProbabilisticMatcher:
+    settings: MatchSettings
+    model: FellegiSunter | None = None
+    _columns: dict[str, list[str | None]] = field(default_factory=dict, init=False)
+    _index: BlockingIndex | None = field(default=None, init=False)
+    _coded: dict[str, Coded] = field(default_factory=dict, init=False)
+    _coded_for: object = field(default=None, init=False)
+
+    def fit(self, columns: Columns, sides: Sequence[int] | None = None) -> FitReport:
+        """Estimate the model from ``columns``: u from random pairs, then EM over the
+        candidate pairs. With ``sides``, pairs are taken across two data sets only."""
+        model = FellegiSunter(self.settings.comparisons)
+        n = _length(columns)
+        rng = np.random.default_rng(self.settings.seed)
+        if sides is None:
+            left = rng.integers(0, n, self.settings.random_pairs)
+            right = rng.integers(0, n, self.settings.random_pairs)
+        else:
+            side = np.asarray(sides)
+            left = rng.choice(np.flatnonzero(side == 0), self.settings.random_pairs)
+            right = rng.choice(np.flatnonzero(side == 1), self.settings.random_pairs)
+        model.fit_u(self._levels(model, columns, left, right))
+        pairs = self._candidates(columns, sides)
+        iterations = model.fit_em(self._levels(model, columns, pairs[:, 0], pairs[:, 1]))
+        self.model = model
+        return FitReport(len(pairs), iterations, model.prior)
+
+    def link(self, columns: Columns, sides: Sequence[int] | None = None) -> Matches:
+        """The candidate pairs of ``columns`` at or above the threshold."""
+        model = self._fitted()
+        pairs = self._candidates(columns, sides)
+        p = model.probabilities(self._levels(model, columns, pairs[:, 0], pairs[:, 1]))
+        keep = p >= self.settings.threshold
+        return Matches(pairs[keep], p[keep])
+
+    def index(self, columns: Columns) -> None:
+        """Remember ``columns`` (records 0..n-1) for ``match``."""
+        self._columns = {name: list(values) for name, values in columns.items()}
+        self._index = BlockingIndex(self.settings.rules, self.settings.max_block)
+        for position in range(_length(columns)):
+            self._index.add(position, {name: values[position] for name, values in columns.items()})
+
+    def match(self, record: Mapping[str, str | None]) -> list[tuple[int, float]]:
+        """Records seen before that ``record`` matches, best first, as (position,
+        probability); ``record`` is then remembered as the next position."""
+        model = self._fitted()
+        if self._index is None:
+            self.index({name: [] for name in self._needed()})
+        assert self._index is not None
+        found: list[tuple[int, float]] = []
+        candidates = self._index.candidates(record)
+        if candidates:
+            others = {c: [self._columns[c][i] for i in candidates] for c in self._needed()}
+            p = model.probabilities(model.levels_one(record, others))
+            found = sorted(
+                (
+                    (i, float(q))
+                    for i, q in zip(candidates, p, strict=True)
+                    if q >= self.settings.threshold
+                ),
+                key=lambda item: -item[1],
+            )
+        position = _length(self._columns)
+        for name in self._columns:
+            self._columns[name].append(record.get(name))
+        self._index.add(position, record)
+        return found
+
+    def explain(
+        self, left: Mapping[str, str | None], right: Mapping[str, str | None]
+    ) -> dict[str, float]:
+        """Each comparison's contribution (log2 of m/u) to the pair's match weight."""
+        model = self._fitted()
+        levels = model.levels(
+            {c: [left.get(c)] for c in self._needed()}, {c: [right.get(c)] for c in self._needed()}
+        )
+        return model.contributions(levels[0])
+
+    def _fitted(self) -> FellegiSunter:
+        if self.model is None:
+            raise RuntimeError("the matcher has no model yet: call fit() first")
+        return self.model
+
+    def _needed(self) -> list[str]:
+        names = [c.column for c in self.settings.comparisons]
+        names += [col for rule in self.settings.rules for col in rule.columns]
+        return list(dict.fromkeys(names))
+
+    def _candidates(self, columns: Columns, sides: Sequence[int] | None) -> np.ndarray:
+        return candidate_pairs(columns, self.settings.rules, self.settings.max_block, sides)
+
+    def _levels(
+        self, model: FellegiSunter, columns: Columns, left: np.ndarray, right: np.ndarray
+    ) -> np.ndarray:
+        if self._coded_for is not columns:  # code each column once per set of records
+            self._coded = {c.column: Coded.of(columns[c.column]) for c in model.comparisons}
+            self._coded_for = columns
+        return model.levels_coded(self._coded, left, right)
+
+
+def _length(columns: Columns) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
