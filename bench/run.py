@@ -28,6 +28,8 @@ from rich.table import Table
 
 from crmfs_bench import run_crmfs_bench
 from feast_env import FeastUnavailableError, run_feast_bench
+from febrl_data import FebrlUnavailableError
+from identity_bench import run_identity_bench
 from scenario import write_scenario
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -45,6 +47,10 @@ TARGETS: dict[str, tuple[str, float]] = {
     "ingest_events_per_s": (">=", 50_000),
     "freshness_p99_ms": ("<=", 100),
     "backfill_1m_s": ("<=", 3),
+    "febrl4_f1": (">=", 0.997),
+    "febrl3_f1": (">=", 0.99),
+    "identity_match_p99_ms": ("<=", 2),
+    "identity_records_per_s": (">=", 20_000),
 }
 QUICK = {"customers": 10_000, "events": 100_000}
 
@@ -63,7 +69,7 @@ def _fmt(value: float | None) -> str:
         return "-"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.3f}"
+    return f"{value:.4f}" if abs(value) < 1 else f"{value:.3f}"
 
 
 def _meets(name: str, value: float | None) -> str:
@@ -132,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         traceback.print_exc()
         notes.append(f"crmfs bench failed: {type(exc).__name__}: {exc}")
+    if not args.quick:
+        try:
+            crmfs += run_identity_bench(WORK_DIR)
+        except FebrlUnavailableError as exc:
+            notes.append(f"identity bench skipped, FEBRL unavailable: {exc}")
+        except Exception as exc:
+            traceback.print_exc()
+            notes.append(f"identity bench failed: {type(exc).__name__}: {exc}")
     crmfs_s = time.perf_counter() - wall
 
     feast: list[dict[str, Any]] = []

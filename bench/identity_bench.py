@@ -1,0 +1,161 @@
+"""Identity benchmark: crmfs's probabilistic matcher on FEBRL4 and FEBRL3 (soc_sec_id left out).
+
+Figures (names as in the issue): ``febrl4_f1`` and ``febrl3_f1`` (pairwise F1 of the pairs at
+match probability >= 0.5, the matcher's default threshold: no threshold is tuned on these sets),
+``identity_records_per_s`` (FEBRL4's 10,000 records normalized, the model fitted without labels,
+and every pair linked, end to end) and ``identity_match_p99_ms`` (one new FEBRL4 record matched
+against the 5,000 of the other file, one at a time).
+
+Usage: ``python bench/identity_bench.py WORK_DIR`` prints the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmfs.definitions import IdentifierKind
+from crmfs.identity.blocking import BlockingRule
+from crmfs.identity.matcher import MatchSettings, ProbabilisticMatcher
+from crmfs.identity.normalize import normalize
+from crmfs.identity.probabilistic import Comparison
+from febrl_data import ensure_febrl
+
+# FEBRL's columns as identifier kinds; soc_sec_id is left out (it makes the task trivial).
+KINDS = {
+    "given_name": IdentifierKind.FIRST_NAME,
+    "surname": IdentifierKind.LAST_NAME,
+    "street_number": IdentifierKind.EXTERNAL_ID,
+    "address_1": IdentifierKind.ADDRESS,
+    "address_2": IdentifierKind.ADDRESS,
+    "suburb": IdentifierKind.CITY,
+    "postcode": IdentifierKind.POSTCODE,
+    "state": IdentifierKind.CITY,
+    "date_of_birth": IdentifierKind.DATE_OF_BIRTH,
+}
+SETTINGS = MatchSettings(
+    comparisons=(
+        Comparison("given_name", "given_name", "jaro_winkler", (0.92, 0.8)),
+        Comparison("surname", "surname", "jaro_winkler", (0.92, 0.8)),
+        Comparison("street_number", "street_number", "exact"),
+        Comparison("address_1", "address_1", "jaro_winkler", (0.9, 0.75)),
+        Comparison("address_2", "address_2", "jaro_winkler", (0.9, 0.75)),
+        Comparison("suburb", "suburb", "jaro_winkler", (0.92, 0.8)),
+        Comparison("postcode", "postcode", "jaro_winkler", (0.8,)),
+        Comparison("state", "state", "exact"),
+        Comparison("date_of_birth", "date_of_birth", "date"),
+    ),
+    rules=tuple(
+        BlockingRule((c,))
+        for c in ("given_name", "surname", "postcode", "date_of_birth", "suburb", "address_1")
+    ),
+)
+MATCHED_ONE_BY_ONE = 2_000
+
+
+def log(message: str) -> None:
+    print(f"[identity_bench] {message}", file=sys.stderr, flush=True)
+
+
+def figure(name: str, value: float, unit: str) -> dict[str, Any]:
+    return {"name": name, "value": round(float(value), 4), "unit": unit}
+
+
+def columns_of(frame: pd.DataFrame) -> dict[str, list[str | None]]:
+    """FEBRL's columns, normalized as identifiers of their kinds."""
+    return {
+        name: [normalize(kind, v) if isinstance(v, str) else None for v in frame[name]]
+        for name, kind in KINDS.items()
+    }
+
+
+def f1(found: set[tuple[int, int]], truth: set[tuple[int, int]]) -> tuple[float, float, float]:
+    hits = len(found & truth)
+    precision = hits / len(found) if found else 0.0
+    recall = hits / len(truth)
+    return precision, recall, 2 * precision * recall / (precision + recall or 1.0)
+
+
+def febrl4(data: Path) -> list[dict[str, Any]]:
+    a = pd.read_csv(data / "febrl4a.csv", dtype=str)
+    b = pd.read_csv(data / "febrl4b.csv", dtype=str)
+    entity = [r.split("-")[1] for r in [*a["rec_id"], *b["rec_id"]]]
+    start = time.perf_counter()
+    left, right = columns_of(a), columns_of(b)
+    both = {name: left[name] + right[name] for name in KINDS}
+    sides = [0] * len(a) + [1] * len(b)
+    matcher = ProbabilisticMatcher(SETTINGS)
+    report = matcher.fit(both, sides)
+    matches = matcher.link(both, sides)
+    seconds = time.perf_counter() - start
+    # FEBRL4's true pairs: an a-record and the b-record of the same entity number.
+    in_b = {entity[k]: k for k in range(len(a), len(entity))}
+    truth = {(i, in_b[entity[i]]) for i in range(len(a)) if entity[i] in in_b}
+    found = {(int(i), int(j)) for i, j in matches.pairs}
+    precision, recall, score = f1(found, truth)
+    log(
+        f"FEBRL4: {report.candidate_pairs} candidate pairs, EM {report.iterations} steps, "
+        f"P {precision:.4f} R {recall:.4f} F1 {score:.4f}, {seconds:.2f} s"
+    )
+    # One record at a time: the B records against A's 5,000 (and those matched before).
+    matcher.index(left)
+    latencies = []
+    for k in range(MATCHED_ONE_BY_ONE):
+        record = {name: right[name][k] for name in KINDS}
+        t0 = time.perf_counter()
+        matcher.match(record)
+        latencies.append(time.perf_counter() - t0)
+    ms = np.array(latencies) * 1e3
+    log(
+        f"one record at a time: p50 {np.percentile(ms, 50):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms"
+    )
+    return [
+        figure("febrl4_f1", score, "F1"),
+        figure("identity_records_per_s", (len(a) + len(b)) / seconds, "records/s"),
+        figure("identity_match_p99_ms", float(np.percentile(ms, 99)), "ms"),
+    ]
+
+
+def febrl3(data: Path) -> list[dict[str, Any]]:
+    records = pd.read_csv(data / "febrl3.csv", dtype=str)
+    links = pd.read_csv(data / "febrl3_links.csv", dtype=str)
+    position = {rid: k for k, rid in enumerate(records["rec_id"])}
+    truth = {
+        (min(position[x], position[y]), max(position[x], position[y]))
+        for x, y in zip(links["a"], links["b"], strict=True)
+    }
+    columns = columns_of(records)
+    matcher = ProbabilisticMatcher(SETTINGS)
+    report = matcher.fit(columns)
+    matches = matcher.link(columns)
+    found = {(int(i), int(j)) for i, j in matches.pairs}
+    precision, recall, score = f1(found, truth)
+    log(
+        f"FEBRL3: {report.candidate_pairs} candidate pairs, EM {report.iterations} steps, "
+        f"P {precision:.4f} R {recall:.4f} F1 {score:.4f}"
+    )
+    return [figure("febrl3_f1", score, "F1")]
+
+
+def run_identity_bench(work_dir: Path) -> list[dict[str, Any]]:
+    data = ensure_febrl(work_dir / "febrl")
+    return febrl4(data) + febrl3(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python bench/identity_bench.py WORK_DIR", file=sys.stderr)
+        return 2
+    print(json.dumps(run_identity_bench(Path(args[0])), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
