@@ -91,8 +91,7 @@ def febrl4(data: Path) -> list[dict[str, Any]]:
     both = {name: left[name] + right[name] for name in KINDS}
     sides = [0] * len(a) + [1] * len(b)
     matcher = ProbabilisticMatcher(SETTINGS)
-    report = matcher.fit(both, sides)
-    matches = matcher.link(both, sides)
+    report, matches = matcher.fit_and_link(both, sides)
     seconds = time.perf_counter() - start
     # FEBRL4's true pairs: an a-record and the b-record of the same entity number.
     in_b = {entity[k]: k for k in range(len(a), len(entity))}
@@ -132,8 +131,7 @@ def febrl3(data: Path) -> list[dict[str, Any]]:
     }
     columns = columns_of(records)
     matcher = ProbabilisticMatcher(SETTINGS)
-    report = matcher.fit(columns)
-    matches = matcher.link(columns)
+    report, matches = matcher.fit_and_link(columns)
     found = {(int(i), int(j)) for i, j in matches.pairs}
     precision, recall, score = f1(found, truth)
     log(

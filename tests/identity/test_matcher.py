@@ -103,6 +103,9 @@ def test_the_matcher_finds_second_records_without_labels() -> None:
     assert report.candidate_pairs > 0
     assert 0 < report.prior < 0.5
     matches = matcher.link(columns)
+    _, at_once = ProbabilisticMatcher(matcher.settings).fit_and_link(columns)
+    assert np.array_equal(at_once.pairs, matches.pairs)
+    assert np.array_equal(at_once.probabilities, matches.probabilities)
     truth = {
         (i, j) for i in range(len(owner)) for j in range(i + 1, len(owner)) if owner[i] == owner[j]
     }

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from crmfs.identity.probabilistic import MISSING, Comparison, FellegiSunter
+from crmfs.identity.probabilistic import MISSING, Comparison, FellegiSunter, _patterns
 
 NAME = Comparison("first", "first", "jaro_winkler", (0.92, 0.8))
 
@@ -121,3 +121,16 @@ def test_the_model_round_trips_through_json() -> None:
     assert again.m == model.m
     assert again.u == model.u
     assert again.prior == model.prior
+
+
+def test_patterns_count_rows_whether_packed_or_not() -> None:
+    rng = np.random.default_rng(4)
+    narrow = rng.integers(-1, 3, size=(500, 4)).astype(np.int8)
+    wide = np.concatenate([narrow] * 12, axis=1)  # 48 columns: too wide to pack
+    for levels in (narrow, wide):
+        rows, counts = _patterns(levels)
+        assert counts.sum() == len(levels)
+        expected = {}
+        for row in map(tuple, levels.tolist()):
+            expected[row] = expected.get(row, 0) + 1
+        assert dict(zip(map(tuple, rows.tolist()), counts.tolist(), strict=True)) == expected

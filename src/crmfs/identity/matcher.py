@@ -68,6 +68,18 @@ class ProbabilisticMatcher:
     def fit(self, columns: Columns, sides: Sequence[int] | None = None) -> FitReport:
         """Estimate the model from ``columns``: u from random pairs, then EM over the
         candidate pairs. With ``sides``, pairs are taken across two data sets only."""
+        return self._fit(columns, sides)[2]
+
+    def fit_and_link(
+        self, columns: Columns, sides: Sequence[int] | None = None
+    ) -> tuple[FitReport, Matches]:
+        """``fit``, then ``link`` the same records, comparing each candidate pair once."""
+        pairs, levels, report = self._fit(columns, sides)
+        return report, self._matches(pairs, self._fitted().probabilities(levels))
+
+    def _fit(
+        self, columns: Columns, sides: Sequence[int] | None
+    ) -> tuple[np.ndarray, np.ndarray, FitReport]:
         model = FellegiSunter(self.settings.comparisons)
         n = _length(columns)
         rng = np.random.default_rng(self.settings.seed)
@@ -80,17 +92,22 @@ class ProbabilisticMatcher:
             right = rng.choice(np.flatnonzero(side == 1), self.settings.random_pairs)
         model.fit_u(self._levels(model, columns, left, right))
         pairs = self._candidates(columns, sides)
-        iterations = model.fit_em(self._levels(model, columns, pairs[:, 0], pairs[:, 1]))
+        levels = self._levels(model, columns, pairs[:, 0], pairs[:, 1])
+        iterations = model.fit_em(levels)
         self.model = model
-        return FitReport(len(pairs), iterations, model.prior)
+        return pairs, levels, FitReport(len(pairs), iterations, model.prior)
+
+    def _matches(self, pairs: np.ndarray, probabilities: np.ndarray) -> Matches:
+        keep = probabilities >= self.settings.threshold
+        return Matches(pairs[keep], probabilities[keep])
 
     def link(self, columns: Columns, sides: Sequence[int] | None = None) -> Matches:
         """The candidate pairs of ``columns`` at or above the threshold."""
         model = self._fitted()
         pairs = self._candidates(columns, sides)
-        p = model.probabilities(self._levels(model, columns, pairs[:, 0], pairs[:, 1]))
-        keep = p >= self.settings.threshold
-        return Matches(pairs[keep], p[keep])
+        return self._matches(
+            pairs, model.probabilities(self._levels(model, columns, pairs[:, 0], pairs[:, 1]))
+        )
 
     def index(self, columns: Columns) -> None:
         """Remember ``columns`` (records 0..n-1) for ``match``."""

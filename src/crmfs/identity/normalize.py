@@ -6,6 +6,7 @@ an email address, not a possible phone number ...): such a value links nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import date, datetime
@@ -69,6 +70,11 @@ _ADDRESS_WORDS = {
     "saint": "st",
 }
 _DOB_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d")
+# ASCII punctuation: apostrophes and dots vanish, everything else that is not a letter or a
+# digit becomes a space.
+_ASCII_PLAIN = str.maketrans(
+    {chr(c): ("" if chr(c) in "'." else " ") for c in range(128) if not chr(c).isalnum()}
+)
 # Latin letters that Unicode does not decompose into a base letter and an accent.
 _UNDECOMPOSED = str.maketrans(
     {"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
@@ -81,6 +87,8 @@ def plain_text(value: str) -> str:
     Apostrophes and dots join their neighbours (``O'Brien`` -> ``obrien``, ``J.R.`` -> ``jr``);
     other punctuation separates words (``Mary-Jane`` -> ``mary jane``).
     """
+    if value.isascii():  # the common case, at C speed
+        return " ".join(value.lower().translate(_ASCII_PLAIN).split())
     decomposed = unicodedata.normalize("NFKD", value.casefold()).translate(_UNDECOMPOSED)
     kept = []
     for char in decomposed:
@@ -181,9 +189,23 @@ def normalize_id(value: str | int) -> str | None:
 
 
 def normalize(kind: IdentifierKind, value: object, default_region: str = "US") -> str | None:
-    """``value`` normalized as an identifier of ``kind``; None where it cannot serve as one."""
+    """``value`` normalized as an identifier of ``kind``; None where it cannot serve as one.
+
+    Text values are remembered (the last 65,536 distinct ones): names, cities and domains
+    repeat a lot in CRM data."""
     if value is None:
         return None
+    if isinstance(value, str):
+        return _normalize_text(kind, value, default_region)
+    return _normalize(kind, value, default_region)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _normalize_text(kind: IdentifierKind, value: str, default_region: str) -> str | None:
+    return _normalize(kind, value, default_region)
+
+
+def _normalize(kind: IdentifierKind, value: object, default_region: str) -> str | None:
     match kind:
         case IdentifierKind.EMAIL:
             return normalize_email(str(value))

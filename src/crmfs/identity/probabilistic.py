@@ -256,16 +256,23 @@ class FellegiSunter:
         candidates: blocking makes the candidates agree on some fields far more often than
         random pairs do, and a ``u`` from random pairs would count that agreement, shared by
         matches and non-matches alike, as evidence of a match.
+
+        The pairs are counted per pattern of levels first (pairs of one pattern have one
+        probability), so each step works on the few distinct patterns, not on every pair.
         """
+        if len(levels) == 0:
+            return 0
+        patterns, counts = _patterns(levels)
+        total = float(counts.sum())
         prior = min(max(self.prior, 0.01), 0.5)
         for step in range(1, iterations + 1):
             self.prior = prior
-            p = self.probabilities(levels)
-            prior = float(np.clip(p.mean(), _FLOOR, 1 - _FLOOR))
+            p = self.probabilities(patterns)
+            prior = float(np.clip((p * counts).sum() / total, _FLOOR, 1 - _FLOOR))
             change = abs(prior - self.prior)
             for j, c in enumerate(self.comparisons):
-                new_m = _distribution(levels[:, j], c.levels, p)
-                new_u = _distribution(levels[:, j], c.levels, 1.0 - p)
+                new_m = _distribution(patterns[:, j], c.levels, p * counts)
+                new_u = _distribution(patterns[:, j], c.levels, (1.0 - p) * counts)
                 change = max(change, _largest_change(new_m, self.m[c.name]))
                 change = max(change, _largest_change(new_u, self.u[c.name]))
                 self.m[c.name], self.u[c.name] = new_m, new_u
@@ -302,6 +309,20 @@ class FellegiSunter:
             for c in data["comparisons"]
         )
         return cls(comparisons, m=data["m"], u=data["u"], prior=data["prior"])
+
+
+def _patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``levels`` and how many times each occurs.
+
+    Rows are packed into one integer each (a digit per comparison) where that fits, which is
+    far quicker than numpy's row-wise ``unique``."""
+    base = int(levels.max(initial=0)) + 2  # levels run from MISSING (-1) up
+    if base ** levels.shape[1] >= 2**62:
+        rows, counts = np.unique(levels, axis=0, return_counts=True)
+        return rows, counts
+    packed = (levels.astype(np.int64) + 1) @ (base ** np.arange(levels.shape[1], dtype=np.int64))
+    _, first, counts = np.unique(packed, return_index=True, return_counts=True)
+    return levels[first], counts
 
 
 def _largest_change(new: list[float], old: list[float]) -> float:
