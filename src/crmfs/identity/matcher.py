@@ -93,7 +93,25 @@ class ProbabilisticMatcher:
         model.fit_u(self._levels(model, columns, left, right))
         pairs = self._candidates(columns, sides)
         levels = self._levels(model, columns, pairs[:, 0], pairs[:, 1])
-        iterations = model.fit_em(levels)
+        # m: EM over each rule's candidates without the rule's own columns, then averaged.
+        start = {c.name: list(model.m[c.name]) for c in model.comparisons}
+        estimates: dict[str, list[list[float]]] = {c.name: [] for c in model.comparisons}
+        iterations = 0
+        for rule in self.settings.rules:
+            chosen = self._chosen_by(rule, columns, pairs)
+            if not chosen.any():
+                continue
+            blocked = frozenset(c.name for c in model.comparisons if c.column in rule.columns)
+            model.m = {name: list(values) for name, values in start.items()}
+            iterations += model.fit_em(levels[chosen], exclude=blocked)
+            for c in model.comparisons:
+                if c.name not in blocked:
+                    estimates[c.name].append(model.m[c.name])
+        model.m = {
+            name: [float(x) for x in np.mean(found, axis=0)] if found else start[name]
+            for name, found in estimates.items()
+        }
+        model.fit_prior(levels)
         self.model = model
         return pairs, levels, FitReport(len(pairs), iterations, model.prior)
 
@@ -161,6 +179,16 @@ class ProbabilisticMatcher:
         names = [c.column for c in self.settings.comparisons]
         names += [col for rule in self.settings.rules for col in rule.columns]
         return list(dict.fromkeys(names))
+
+    def _chosen_by(self, rule: BlockingRule, columns: Columns, pairs: np.ndarray) -> np.ndarray:
+        """Which of ``pairs`` (all candidates) ``rule`` alone proposes."""
+        coded = Coded.of(rule.keys(columns))
+        codes = coded.codes
+        sizes = np.bincount(codes[codes >= 0], minlength=len(coded.values))
+        usable = (codes >= 0) & (sizes[np.maximum(codes, 0)] <= self.settings.max_block)
+        left, right = pairs[:, 0], pairs[:, 1]
+        chosen: np.ndarray = usable[left] & (codes[left] == codes[right])
+        return chosen
 
     def _candidates(self, columns: Columns, sides: Sequence[int] | None) -> np.ndarray:
         return candidate_pairs(columns, self.settings.rules, self.settings.max_block, sides)

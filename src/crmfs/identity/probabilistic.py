@@ -7,10 +7,11 @@ matches show that level) and ``u`` (how often non-matches do); a pair's match we
 ``log2(lambda / (1 - lambda)) + sum(log2(m / u))`` over its comparisons, and its match
 probability ``1 / (1 + 2**-weight)``.
 
-``u`` is first estimated from random pairs (nearly all of them non-matches); then ``m``, ``u``
-and ``lambda`` (the share of matches among candidate pairs) by expectation maximisation over
-the candidate pairs that blocking proposes, starting from there. Similarities are computed in
-bulk, a pair per element, by rapidfuzz.
+``u`` is estimated from random pairs (nearly all of them non-matches); ``m`` by expectation
+maximisation over the candidate pairs of each blocking rule in turn, leaving out the
+comparisons of the rule's own columns, and averaged over the rules; ``lambda`` (the share of
+matches among all candidate pairs) last, by EM with ``m`` and ``u`` held. Similarities are
+computed in bulk by rapidfuzz.
 """
 
 from __future__ import annotations
@@ -249,17 +250,49 @@ class FellegiSunter:
         for j, c in enumerate(self.comparisons):
             self.u[c.name] = _distribution(levels[:, j], c.levels, None)
 
-    def fit_em(self, levels: np.ndarray, iterations: int = 100, tolerance: float = 1e-6) -> int:
-        """``m``, ``u`` and the prior by EM over candidate pairs; the iterations run.
+    def fit_em(
+        self,
+        levels: np.ndarray,
+        exclude: frozenset[str] = frozenset(),
+        iterations: int = 100,
+        tolerance: float = 1e-6,
+    ) -> int:
+        """``m`` and the prior by EM over candidate pairs, ``u`` held; the iterations run.
 
-        ``u`` starts from ``fit_u`` (random pairs) but is estimated again among the
-        candidates: blocking makes the candidates agree on some fields far more often than
-        random pairs do, and a ``u`` from random pairs would count that agreement, shared by
-        matches and non-matches alike, as evidence of a match.
+        ``exclude`` names comparisons to leave out, as no evidence, with their ``m`` kept:
+        those over the columns that chose the candidates (a blocking rule). Every candidate
+        agrees there, matches and non-matches alike, so a ``u`` from random pairs would read
+        that agreement as evidence, and EM would drift to "everything matches".
 
         The pairs are counted per pattern of levels first (pairs of one pattern have one
         probability), so each step works on the few distinct patterns, not on every pair.
         """
+        if len(levels) == 0:
+            return 0
+        used = [j for j, c in enumerate(self.comparisons) if c.name not in exclude]
+        masked = levels.copy()
+        masked[:, [j for j in range(levels.shape[1]) if j not in used]] = MISSING
+        patterns, counts = _patterns(masked)
+        total = float(counts.sum())
+        prior = min(max(self.prior, 0.01), 0.5)
+        for step in range(1, iterations + 1):
+            self.prior = prior
+            p = self.probabilities(patterns)
+            prior = float(np.clip((p * counts).sum() / total, _FLOOR, 1 - _FLOOR))
+            change = abs(prior - self.prior)
+            for j in used:
+                c = self.comparisons[j]
+                new_m = _distribution(patterns[:, j], c.levels, p * counts)
+                change = max(change, _largest_change(new_m, self.m[c.name]))
+                self.m[c.name] = new_m
+            if change < tolerance:
+                self.prior = prior
+                return step
+        self.prior = prior
+        return iterations
+
+    def fit_prior(self, levels: np.ndarray, iterations: int = 100, tolerance: float = 1e-9) -> int:
+        """The prior alone by EM over candidate pairs, ``m`` and ``u`` held."""
         if len(levels) == 0:
             return 0
         patterns, counts = _patterns(levels)
@@ -269,14 +302,7 @@ class FellegiSunter:
             self.prior = prior
             p = self.probabilities(patterns)
             prior = float(np.clip((p * counts).sum() / total, _FLOOR, 1 - _FLOOR))
-            change = abs(prior - self.prior)
-            for j, c in enumerate(self.comparisons):
-                new_m = _distribution(patterns[:, j], c.levels, p * counts)
-                new_u = _distribution(patterns[:, j], c.levels, (1.0 - p) * counts)
-                change = max(change, _largest_change(new_m, self.m[c.name]))
-                change = max(change, _largest_change(new_u, self.u[c.name]))
-                self.m[c.name], self.u[c.name] = new_m, new_u
-            if change < tolerance:
+            if abs(prior - self.prior) < tolerance:
                 self.prior = prior
                 return step
         self.prior = prior
