@@ -25,8 +25,11 @@ EMAIL, PHONE, CRM, NAME = (
 )
 
 
+LAST = IdentifierKind.LAST_NAME
+
+
 def record(rid: str, seen: int, **keys: str) -> IdentityRecord:
-    kinds = {"email": EMAIL, "phone": PHONE, "crm": CRM, "name": NAME}
+    kinds = {"email": EMAIL, "phone": PHONE, "crm": CRM, "name": NAME, "last": LAST}
     return IdentityRecord(rid, seen, frozenset((kinds[k], v) for k, v in keys.items()))
 
 
@@ -100,6 +103,36 @@ def test_a_shared_key_stops_linking_and_splits_what_it_chained() -> None:
     assert len(linker.members(linker.golden_id("ann3"))) == 1
 
 
+def test_a_key_on_records_naming_different_people_stops_linking() -> None:
+    """A household phone: Ann Lee and Bob Lee give the same number. Their names conflict,
+    so the phone links neither to the other, however few records carry it."""
+    linker = DeterministicLinker()
+    linker.add(record("ann", 10, name="ann", last="lee", phone="+1555"))
+    changes = linker.add(record("bob", 20, name="bob", last="lee", phone="+1555"))
+    assert changes[0].kind is ChangeKind.NEW
+    assert linker.golden_id("ann") != linker.golden_id("bob")
+    [shared] = linker.shared_keys()
+    assert (shared.kind, shared.value, shared.records) == (PHONE, "+1555", 2)
+    assert "different people" in shared.reason
+
+
+def test_nicknames_and_typos_do_not_make_a_key_shared() -> None:
+    linker = DeterministicLinker()
+    linker.add(record("r1", 10, name="robert", last="smith", email="rs@x.com"))
+    linker.add(record("r2", 20, name="bob", last="smith", email="rs@x.com"))
+    linker.add(record("r3", 30, name="robert", last="smiht", email="rs@x.com"))
+    linker.add(record("r4", 40, email="rs@x.com"))  # no name: no conflict
+    assert len({linker.golden_id(r) for r in ("r1", "r2", "r3", "r4")}) == 1
+    assert linker.shared_keys() == []
+
+
+def test_names_can_be_ignored() -> None:
+    linker = DeterministicLinker(names_must_agree=False)
+    linker.add(record("ann", 10, name="ann", last="lee", phone="+1555"))
+    linker.add(record("bob", 20, name="bob", last="lee", phone="+1555"))
+    assert linker.golden_id("ann") == linker.golden_id("bob")
+
+
 def test_a_first_load_finds_shared_keys_before_linking() -> None:
     records = [record(f"p{i}", i, email=f"p{i}@x.com", phone="+1555") for i in range(5)]
     linker = DeterministicLinker(max_records_per_key=3)
@@ -114,7 +147,9 @@ def test_the_limit_must_be_positive() -> None:
 
 
 _keys = st.sampled_from(
-    [(EMAIL, f"e{i}") for i in range(6)] + [(PHONE, f"p{i}") for i in range(4)] + [(NAME, "n")]
+    [(EMAIL, f"e{i}") for i in range(6)]
+    + [(PHONE, f"p{i}") for i in range(4)]
+    + [(NAME, "ann"), (NAME, "bob"), (NAME, "robert"), (LAST, "lee"), (LAST, "kowalski")]
 )
 _records = st.lists(st.frozensets(_keys, max_size=3), min_size=1, max_size=25).map(
     lambda keysets: [IdentityRecord(f"r{i}", i % 7, keys) for i, keys in enumerate(keysets)]

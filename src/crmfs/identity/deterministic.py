@@ -7,9 +7,13 @@ key". The rules:
 - **Linking keys.** A record's normalized identifiers of the linking kinds (by default the
   strong ones: email, phone, CRM and marketing ids, external and cookie ids) link it to every
   record carrying the same key.
-- **Shared keys.** A key carried by more than ``max_records_per_key`` records (a household
-  phone, ``info@company.com``) stops linking: it is reported (``shared_keys``) and the
-  clusters it had joined are rebuilt without it (a split with that reason).
+- **Shared keys.** A key stops linking when more than ``max_records_per_key`` records carry
+  it, or (``names_must_agree``) when two of its records name different people: last names
+  that are not near-equal, or first names that are neither near-equal nor a nickname of one
+  another (``Bob`` and ``Robert`` agree). That is what a household phone or ``info@company``
+  looks like. The key is reported (``shared_keys``, with the reason) and the clusters it had
+  joined are rebuilt without it (a split with that reason). Both tests depend only on the set
+  of records carrying the key, so the order they arrive in does not matter.
 - **Golden ids.** A new cluster takes an id made from its first record's id (a hash, so the
   same record makes the same id in any run). It keeps that id while records join it. On a
   merge the cluster created first (oldest first record by ``seen_us``, then record id)
@@ -24,7 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from rapidfuzz.distance import JaroWinkler
+
 from crmfs.definitions import IdentifierKind
+from crmfs.identity.normalize import first_name_forms
 
 Key = tuple[IdentifierKind, str]
 
@@ -64,6 +71,30 @@ class SharedKey:
     kind: IdentifierKind
     value: str
     records: int
+    reason: str
+
+
+_NEAR_LAST_NAME = 0.9
+_NEAR_FIRST_NAME = 0.85
+
+
+def names_conflict(a: IdentityRecord, b: IdentityRecord) -> bool:
+    """Do the two records name different people (see the module's doc)? Missing names
+    conflict with nothing."""
+    last_a, last_b = _name(a, IdentifierKind.LAST_NAME), _name(b, IdentifierKind.LAST_NAME)
+    if last_a and last_b and JaroWinkler.normalized_similarity(last_a, last_b) < _NEAR_LAST_NAME:
+        return True
+    first_a, first_b = _name(a, IdentifierKind.FIRST_NAME), _name(b, IdentifierKind.FIRST_NAME)
+    if not (first_a and first_b):
+        return False
+    forms_a, forms_b = first_name_forms(first_a), first_name_forms(first_b)
+    if forms_a & forms_b:
+        return False
+    return JaroWinkler.normalized_similarity(first_a, first_b) < _NEAR_FIRST_NAME
+
+
+def _name(record: IdentityRecord, kind: IdentifierKind) -> str | None:
+    return min((v for k, v in record.keys if k is kind), default=None)
 
 
 def golden_id_for(record_id: str) -> str:
@@ -79,12 +110,13 @@ class DeterministicLinker:
         default_factory=lambda: frozenset(k for k in IdentifierKind if k.is_strong)
     )
     max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY
+    names_must_agree: bool = True
     _records: dict[str, IdentityRecord] = field(default_factory=dict, init=False)
     _key_records: dict[Key, set[str]] = field(default_factory=dict, init=False)
     _cluster_of: dict[str, str] = field(default_factory=dict, init=False)
     _members: dict[str, set[str]] = field(default_factory=dict, init=False)
     _first: dict[str, IdentityRecord] = field(default_factory=dict, init=False)
-    _shared: set[Key] = field(default_factory=set, init=False)
+    _shared: dict[Key, str] = field(default_factory=dict, init=False)  # key -> why
 
     def __post_init__(self) -> None:
         if self.max_records_per_key < 1:
@@ -103,7 +135,10 @@ class DeterministicLinker:
 
     def shared_keys(self) -> list[SharedKey]:
         """Keys that stopped linking because too many records carry them, most used first."""
-        found = [SharedKey(k, v, len(self._key_records[(k, v)])) for k, v in self._shared]
+        found = [
+            SharedKey(k, v, len(self._key_records[(k, v)]), why)
+            for (k, v), why in self._shared.items()
+        ]
         return sorted(found, key=lambda s: (-s.records, s.kind.value, s.value))
 
     # -- writes --------------------------------------------------------------------------
@@ -117,9 +152,10 @@ class DeterministicLinker:
         newly_shared = []
         for key in keys:
             holders = self._key_records.setdefault(key, set())
+            why = None if key in self._shared else self._why_shared(record, holders)
             holders.add(record.record_id)
-            if len(holders) > self.max_records_per_key and key not in self._shared:
-                self._shared.add(key)
+            if why is not None:
+                self._shared[key] = why
                 newly_shared.append(key)
         linked = {
             self._cluster_of[other]
@@ -141,10 +177,12 @@ class DeterministicLinker:
             for key in self._linking_keys(record):
                 counts.setdefault(key, set()).add(record.record_id)
         changes = []
+        by_id = {r.record_id: r for r in ordered} | self._records
         for key, holders in counts.items():
             earlier = self._key_records.get(key, set())
-            if key not in self._shared and len(holders | earlier) > self.max_records_per_key:
-                self._shared.add(key)
+            why = None if key in self._shared else self._why_shared_set(holders | earlier, by_id)
+            if why is not None:
+                self._shared[key] = why
                 if earlier:  # clusters linked through it before this load
                     changes += self._split_on(key)
         for record in ordered:
@@ -152,6 +190,26 @@ class DeterministicLinker:
         return changes
 
     # -- internals -----------------------------------------------------------------------
+
+    def _why_shared(self, record: IdentityRecord, holders: set[str]) -> str | None:
+        """Why the key stops linking once ``record`` joins its ``holders``, if it does."""
+        if len(holders) + 1 > self.max_records_per_key:
+            return f"carried by more than {self.max_records_per_key} records"
+        if self.names_must_agree and any(
+            names_conflict(record, self._records[other]) for other in holders
+        ):
+            return "carried by records naming different people"
+        return None
+
+    def _why_shared_set(self, holders: set[str], by_id: dict[str, IdentityRecord]) -> str | None:
+        if len(holders) > self.max_records_per_key:
+            return f"carried by more than {self.max_records_per_key} records"
+        if self.names_must_agree:
+            records = [by_id[r] for r in sorted(holders)]
+            for i, a in enumerate(records):
+                if any(names_conflict(a, b) for b in records[i + 1 :]):
+                    return "carried by records naming different people"
+        return None
 
     def _linking_keys(self, record: IdentityRecord) -> list[Key]:
         return sorted(k for k in record.keys if k[0] in self.linking_kinds)
@@ -205,9 +263,7 @@ class DeterministicLinker:
                 for member in part:
                     self._cluster_of[member] = new_id
                 created.append(new_id)
-            reason = (
-                f"shared {key[0].value} key carried by more than {self.max_records_per_key} records"
-            )
+            reason = f"shared {key[0].value} key, {self._shared[key]}"
             changes.append(
                 ClusterChange(ChangeKind.SPLIT, gid, created=tuple(created), reason=reason)
             )
