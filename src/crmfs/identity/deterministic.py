@@ -24,9 +24,10 @@ key". The rules:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from rapidfuzz.distance import JaroWinkler
 
@@ -122,7 +123,43 @@ class DeterministicLinker:
         if self.max_records_per_key < 1:
             raise ValueError(f"max_records_per_key must be >= 1, not {self.max_records_per_key}")
 
+    @classmethod
+    def restore(
+        cls,
+        records: Iterable[IdentityRecord],
+        cluster_of: Mapping[str, str],
+        first_of: Mapping[str, str],
+        shared: Mapping[Key, str],
+        **options: Any,
+    ) -> DeterministicLinker:
+        """A linker in a saved state: the records, each one's golden id, each cluster's
+        first record and the shared keys (as ``IdentityGraph`` keeps them)."""
+        linker = cls(**options)
+        for record in records:
+            linker._records[record.record_id] = record
+            for key in linker._linking_keys(record):
+                linker._key_records.setdefault(key, set()).add(record.record_id)
+        for rid, gid in cluster_of.items():
+            linker._cluster_of[rid] = gid
+            linker._members.setdefault(gid, set()).add(rid)
+        linker._first = {gid: linker._records[rid] for gid, rid in first_of.items()}
+        linker._shared = dict(shared)
+        return linker
+
     # -- reads ---------------------------------------------------------------------------
+
+    def record(self, record_id: str) -> IdentityRecord | None:
+        return self._records.get(record_id)
+
+    def first_record(self, golden_id: str) -> str:
+        return self._first[golden_id].record_id
+
+    def holders(self, key: Key) -> frozenset[str]:
+        """The records carrying ``key``."""
+        return frozenset(self._key_records.get(key, ()))
+
+    def shared_reason(self, key: Key) -> str | None:
+        return self._shared.get(key)
 
     def golden_id(self, record_id: str) -> str:
         return self._cluster_of[record_id]

@@ -1,0 +1,284 @@
+"""The identity graph on disk: records, golden ids over time, and why each change happened.
+
+``IdentityGraph`` wraps a ``DeterministicLinker`` and keeps, in SQLite (``identity.db``):
+
+- ``records`` and ``record_keys``: every record seen and its normalized keys;
+- ``assignments``: the golden id of each record over time, as intervals
+  ``[valid_from_us, valid_to_us)`` (open-ended while current), so a record's or an
+  identifier's golden id can be read as of any time (bitemporal: the times are when crmfs
+  learned the link, from the graph's clock);
+- ``changes``: the audit trail, one row per new cluster, join, merge and split, with the
+  record that caused it, the ids retired or created, and the reason;
+- ``clusters`` and ``shared_keys``: what is needed to restore the linker exactly on open.
+
+Every ``add`` is one SQLite transaction: a crash loses the record whole or keeps it whole.
+One process writes a graph at a time (the linker's state lives in that process).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crmfs.definitions import IdentifierKind
+from crmfs.errors import StorageError
+from crmfs.identity.deterministic import (
+    ChangeKind,
+    ClusterChange,
+    DeterministicLinker,
+    IdentityRecord,
+    Key,
+)
+from crmfs.storage.sqlite_tx import write_transaction
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    record_id TEXT PRIMARY KEY, seen_us INTEGER NOT NULL, keys TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS record_keys (
+    kind TEXT NOT NULL, value TEXT NOT NULL, record_id TEXT NOT NULL,
+    PRIMARY KEY (kind, value, record_id));
+CREATE TABLE IF NOT EXISTS assignments (
+    record_id TEXT NOT NULL, golden_id TEXT NOT NULL, valid_from_us INTEGER NOT NULL,
+    valid_to_us INTEGER, change_seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS assignments_of_record ON assignments (record_id, valid_from_us);
+CREATE INDEX IF NOT EXISTS assignments_of_golden ON assignments (golden_id, valid_from_us);
+CREATE TABLE IF NOT EXISTS clusters (golden_id TEXT PRIMARY KEY, first_record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shared_keys (
+    kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT NOT NULL, since_us INTEGER NOT NULL,
+    PRIMARY KEY (kind, value));
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, kind TEXT NOT NULL,
+    golden_id TEXT NOT NULL, record_id TEXT, retired TEXT NOT NULL, created TEXT NOT NULL,
+    reason TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at_us: int
+    kind: ChangeKind
+    golden_id: str
+    record_id: str | None
+    retired: tuple[str, ...]
+    created: tuple[str, ...]
+    reason: str
+
+
+class IdentityGraph:
+    """Golden ids that survive restarts, with their history."""
+
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], int],
+        max_records_per_key: int | None = None,
+        names_must_agree: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"identity graph {self.path}: {exc}") from exc
+        self._options: dict[str, object] = {"names_must_agree": names_must_agree}
+        if max_records_per_key is not None:
+            self._options["max_records_per_key"] = max_records_per_key
+        self.linker = self._load()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add(self, record: IdentityRecord) -> list[ClusterChange]:
+        """Link and store one record; the changes it made."""
+        return self.add_all([record])
+
+    def add_all(self, records: Iterable[IdentityRecord]) -> list[ClusterChange]:
+        """Link and store records one by one, all in one transaction."""
+        with self._lock:
+            try:
+                with write_transaction(self._db, self._lock, f"identity graph {self.path}"):
+                    made: list[ClusterChange] = []
+                    for record in records:
+                        shared_before = self._shared_among(record)
+                        changes = self.linker.add(record)
+                        if changes:
+                            self._save(record, changes, self._shared_among(record) - shared_before)
+                        made += changes
+                    return made
+            except BaseException:
+                # The transaction rolled back: the linker goes back to what the disk holds.
+                self.linker = self._load()
+                raise
+
+    def _shared_among(self, record: IdentityRecord) -> set[Key]:
+        """The record's keys that are shared (only they can become shared by adding it)."""
+        return {key for key in record.keys if self.linker.shared_reason(key) is not None}
+
+    def _save(
+        self, record: IdentityRecord, changes: list[ClusterChange], newly_shared: set[Key]
+    ) -> None:
+        now = self._clock()
+        db = self._db
+        db.execute(
+            "INSERT INTO records VALUES (?, ?, ?)",
+            (record.record_id, record.seen_us, json.dumps(sorted(record.keys))),
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO record_keys VALUES (?, ?, ?)",
+            [(k.value, v, record.record_id) for k, v in record.keys],
+        )
+        for key in newly_shared:
+            reason = self.linker.shared_reason(key) or ""
+            db.execute(
+                "INSERT OR REPLACE INTO shared_keys VALUES (?, ?, ?, ?)",
+                (key[0].value, key[1], reason, now),
+            )
+        for change in changes:
+            seq = db.execute(
+                "INSERT INTO changes (at_us, kind, golden_id, record_id, retired, created, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    now,
+                    change.kind.value,
+                    change.golden_id,
+                    change.record_id,
+                    json.dumps(change.retired),
+                    json.dumps(change.created),
+                    change.reason,
+                ),
+            ).lastrowid
+            assert seq is not None
+            for gid in change.retired:
+                db.execute("DELETE FROM clusters WHERE golden_id = ?", (gid,))
+            for gid in (change.golden_id, *change.created):
+                if self.linker.members(gid):
+                    db.execute(
+                        "INSERT OR REPLACE INTO clusters VALUES (?, ?)",
+                        (gid, self.linker.first_record(gid)),
+                    )
+            touched = {change.golden_id, *change.created}
+            for rid in {m for gid in touched for m in self.linker.members(gid)}:
+                self._assign(rid, self.linker.golden_id(rid), now, seq)
+
+    def _assign(self, record_id: str, golden_id: str, now: int, seq: int) -> None:
+        current = self._db.execute(
+            "SELECT golden_id FROM assignments WHERE record_id = ? AND valid_to_us IS NULL",
+            (record_id,),
+        ).fetchone()
+        if current is not None and current[0] == golden_id:
+            return
+        if current is not None:
+            self._db.execute(
+                "UPDATE assignments SET valid_to_us = ? WHERE record_id = ? AND valid_to_us IS NULL",
+                (now, record_id),
+            )
+        self._db.execute(
+            "INSERT INTO assignments VALUES (?, ?, ?, NULL, ?)", (record_id, golden_id, now, seq)
+        )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def golden_id(self, record_id: str, at_us: int | None = None) -> str | None:
+        """The record's golden id now, or as of ``at_us``; None if unknown then."""
+        if at_us is None:
+            return self.linker.golden_id(record_id) if self.linker.record(record_id) else None
+        row = self._db.execute(
+            "SELECT golden_id FROM assignments WHERE record_id = ? AND valid_from_us <= ?"
+            " AND (valid_to_us IS NULL OR valid_to_us > ?)",
+            (record_id, at_us, at_us),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def golden_id_of(
+        self, kind: IdentifierKind, value: str, at_us: int | None = None
+    ) -> str | None:
+        """The golden id an identifier (a normalized key) stands for, now or as of ``at_us``.
+
+        None when no record carries it, or when it is shared (it names several people)."""
+        key = (kind, value)
+        if at_us is None:
+            holders = self.linker.holders(key)
+            if not holders or self.linker.shared_reason(key) is not None:
+                return None
+            return self.linker.golden_id(min(holders))
+        shared = self._db.execute(
+            "SELECT 1 FROM shared_keys WHERE kind = ? AND value = ? AND since_us <= ?",
+            (kind.value, value, at_us),
+        ).fetchone()
+        if shared is not None:
+            return None
+        row = self._db.execute(
+            "SELECT a.golden_id FROM record_keys k JOIN assignments a USING (record_id)"
+            " WHERE k.kind = ? AND k.value = ? AND a.valid_from_us <= ?"
+            " AND (a.valid_to_us IS NULL OR a.valid_to_us > ?) ORDER BY a.record_id LIMIT 1",
+            (kind.value, value, at_us, at_us),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def members(self, golden_id: str, at_us: int | None = None) -> frozenset[str]:
+        """The records under ``golden_id`` now, or as of ``at_us``."""
+        if at_us is None:
+            return self.linker.members(golden_id)
+        rows = self._db.execute(
+            "SELECT record_id FROM assignments WHERE golden_id = ? AND valid_from_us <= ?"
+            " AND (valid_to_us IS NULL OR valid_to_us > ?)",
+            (golden_id, at_us, at_us),
+        ).fetchall()
+        return frozenset(str(r[0]) for r in rows)
+
+    def history(self, golden_id: str) -> list[AuditEntry]:
+        """Every change that made, joined, merged, retired or split ``golden_id``."""
+        pattern = f'%"{golden_id}"%'
+        rows = self._db.execute(
+            "SELECT seq, at_us, kind, golden_id, record_id, retired, created, reason"
+            " FROM changes WHERE golden_id = ? OR retired LIKE ? OR created LIKE ? ORDER BY seq",
+            (golden_id, pattern, pattern),
+        ).fetchall()
+        return [
+            AuditEntry(
+                int(r[0]),
+                int(r[1]),
+                ChangeKind(r[2]),
+                str(r[3]),
+                r[4],
+                tuple(json.loads(r[5])),
+                tuple(json.loads(r[6])),
+                str(r[7]),
+            )
+            for r in rows
+        ]
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _load(self) -> DeterministicLinker:
+        db = self._db
+        records = [
+            IdentityRecord(
+                str(rid),
+                int(seen),
+                frozenset((IdentifierKind(k), str(v)) for k, v in json.loads(keys)),
+            )
+            for rid, seen, keys in db.execute("SELECT record_id, seen_us, keys FROM records")
+        ]
+        cluster_of = {
+            str(rid): str(gid)
+            for rid, gid in db.execute(
+                "SELECT record_id, golden_id FROM assignments WHERE valid_to_us IS NULL"
+            )
+        }
+        first_of = {str(g): str(r) for g, r in db.execute("SELECT * FROM clusters")}
+        shared = {
+            (IdentifierKind(k), str(v)): str(why)
+            for k, v, why in db.execute("SELECT kind, value, reason FROM shared_keys")
+        }
+        return DeterministicLinker.restore(records, cluster_of, first_of, shared, **self._options)
