@@ -176,3 +176,47 @@ def test_streaming_in_any_order_gives_the_first_loads_clusters(
     for gid, members in stream.clusters().items():
         assert all(stream.golden_id(m) == gid for m in members)
     assert sum(len(m) for m in stream.clusters().values()) == len(records)
+
+
+def test_an_operator_can_merge_and_the_merge_holds() -> None:
+    linker = DeterministicLinker()
+    linker.add(record("a", 10, email="a@x.com"))
+    linker.add(record("b", 20, email="b@x.com"))
+    [merge] = linker.link("a", "b", "same person, checked by phone")
+    assert merge.kind is ChangeKind.MERGED
+    assert merge.golden_id == golden_id_for("a")
+    assert merge.retired == (golden_id_for("b"),)
+    assert "operator" in merge.reason
+    assert linker.link("a", "b", "again") == []
+    # A later split of the cluster keeps the operator's link.
+    linker.add(record("c", 30, email="a@x.com", phone="+1"))
+    assert linker.members(golden_id_for("a")) == {"a", "b", "c"}
+    with pytest.raises(KeyError, match="nobody"):
+        linker.link("a", "nobody", "?")
+
+
+def test_do_not_link_splits_on_the_keys_two_records_share() -> None:
+    linker = DeterministicLinker()
+    linker.add(record("ann", 10, email="team@x.com", phone="+1"))
+    linker.add(record("ann2", 15, phone="+1"))
+    linker.add(record("bob", 20, email="team@x.com"))
+    assert linker.golden_id("bob") == linker.golden_id("ann")
+    changes = linker.do_not_link("ann", "bob", "a team mailbox")
+    assert [c.kind for c in changes] == [ChangeKind.SPLIT]
+    assert changes[0].created == (golden_id_for("bob"),)
+    assert linker.golden_id("ann2") == linker.golden_id("ann") != linker.golden_id("bob")
+    [shared] = linker.shared_keys()
+    assert (shared.kind, shared.value) == (EMAIL, "team@x.com")
+    assert "a team mailbox" in shared.reason
+
+
+def test_do_not_link_undoes_an_operator_link() -> None:
+    linker = DeterministicLinker()
+    linker.add(record("a", 10, email="a@x.com"))
+    linker.add(record("b", 20, email="b@x.com"))
+    linker.link("a", "b", "looked alike")
+    [split] = linker.do_not_link("a", "b", "they are not")
+    assert split.kind is ChangeKind.SPLIT
+    assert linker.golden_id("a") == golden_id_for("a")
+    assert linker.golden_id("b") == golden_id_for("b")
+    assert linker.operator_links() == {}

@@ -160,3 +160,30 @@ def test_restarts_anywhere_change_nothing(
     for i in range(len(steps)):
         assert graph.golden_id(f"r{i}", at_us=clock.now) == reference.golden_id(f"r{i}")
     graph.close()
+
+
+def test_operator_decisions_are_kept_and_audited(tmp_path: Path) -> None:
+    clock = Clock()
+    graph = IdentityGraph(tmp_path / "identity.db", clock)
+    graph.add(rec("a", 1, (EMAIL, "a@x.com")))
+    graph.add(rec("b", 2, (EMAIL, "b@x.com")))
+    graph.add(rec("t1", 3, (EMAIL, "team@x.com"), (PHONE, "+7")))
+    graph.add(rec("t2", 4, (EMAIL, "team@x.com")))
+    clock.now = 5_000
+    graph.link("a", "b", "same person, checked by phone")
+    graph.do_not_link("t1", "t2", "a team mailbox")
+    merged, split_from = graph.golden_id("a"), graph.golden_id("t1")
+    graph.close()
+    again = IdentityGraph(tmp_path / "identity.db", clock)
+    assert again.golden_id("b") == merged
+    assert again.golden_id("t2") != again.golden_id("t1") == split_from
+    assert again.linker.operator_links() == {frozenset({"a", "b"}): "same person, checked by phone"}
+    assert again.golden_id_of(EMAIL, "team@x.com") is None
+    assert again.golden_id("b", at_us=4_999) != merged
+    reasons = [e.reason for e in again.history(merged or "")]
+    assert any("operator: same person" in r for r in reasons)
+    assert any("a team mailbox" in r for r in (e.reason for e in again.history(split_from or "")))
+    # A new record with b's email still lands in the merged cluster.
+    again.add(rec("b2", 6, (EMAIL, "b@x.com")))
+    assert again.golden_id("b2") == merged
+    again.close()

@@ -118,6 +118,8 @@ class DeterministicLinker:
     _members: dict[str, set[str]] = field(default_factory=dict, init=False)
     _first: dict[str, IdentityRecord] = field(default_factory=dict, init=False)
     _shared: dict[Key, str] = field(default_factory=dict, init=False)  # key -> why
+    # Links an operator made between two records: edges like a shared key, never "shared".
+    _operator_links: dict[frozenset[str], str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if self.max_records_per_key < 1:
@@ -130,6 +132,7 @@ class DeterministicLinker:
         cluster_of: Mapping[str, str],
         first_of: Mapping[str, str],
         shared: Mapping[Key, str],
+        operator_links: Mapping[frozenset[str], str] | None = None,
         **options: Any,
     ) -> DeterministicLinker:
         """A linker in a saved state: the records, each one's golden id, each cluster's
@@ -144,6 +147,7 @@ class DeterministicLinker:
             linker._members.setdefault(gid, set()).add(rid)
         linker._first = {gid: linker._records[rid] for gid, rid in first_of.items()}
         linker._shared = dict(shared)
+        linker._operator_links = dict(operator_links or {})
         return linker
 
     # -- reads ---------------------------------------------------------------------------
@@ -226,6 +230,54 @@ class DeterministicLinker:
             changes += self.add(record)
         return changes
 
+    # -- operator decisions --------------------------------------------------------------
+
+    def link(self, record_a: str, record_b: str, reason: str) -> list[ClusterChange]:
+        """An operator's merge: the two records are one person, whatever their keys say."""
+        self._known(record_a, record_b)
+        self._operator_links[frozenset((record_a, record_b))] = reason
+        a, b = self._cluster_of[record_a], self._cluster_of[record_b]
+        if a == b:
+            return []
+        survivor, retired = (a, b) if self._age(a) <= self._age(b) else (b, a)
+        for member in self._members.pop(retired):
+            self._cluster_of[member] = survivor
+            self._members[survivor].add(member)
+        del self._first[retired]
+        return [
+            ClusterChange(
+                ChangeKind.MERGED, survivor, retired=(retired,), reason=f"operator: {reason}"
+            )
+        ]
+
+    def do_not_link(self, record_a: str, record_b: str, reason: str) -> list[ClusterChange]:
+        """An operator's split: the two records are different people, so the strong keys
+        they share stop linking (each is reported as shared, with ``reason``), and their
+        cluster is rebuilt without them. Records still connected another way (through
+        other records' keys, or an operator's link) stay together: the result then shows no
+        split, and ``golden_id`` tells which keys to look at next."""
+        self._known(record_a, record_b)
+        common = set(self._linking_keys(self._records[record_a])) & set(
+            self._linking_keys(self._records[record_b])
+        )
+        self._operator_links.pop(frozenset((record_a, record_b)), None)
+        changes = []
+        for key in sorted(common):
+            if key not in self._shared:
+                self._shared[key] = f"do not link: {reason}"
+                changes += self._split_on(key)
+        if not common and self._cluster_of[record_a] == self._cluster_of[record_b]:
+            changes += self._rebuild(self._cluster_of[record_a], f"do not link: {reason}")
+        return changes
+
+    def operator_links(self) -> dict[frozenset[str], str]:
+        return dict(self._operator_links)
+
+    def _known(self, *record_ids: str) -> None:
+        for rid in record_ids:
+            if rid not in self._records:
+                raise KeyError(f"no identity record {rid!r}")
+
     # -- internals -----------------------------------------------------------------------
 
     def _why_shared(self, record: IdentityRecord, holders: set[str]) -> str | None:
@@ -280,31 +332,28 @@ class DeterministicLinker:
     def _split_on(self, key: Key) -> list[ClusterChange]:
         """Rebuild the clusters holding ``key`` without it (and without other shared keys)."""
         affected = sorted({self._cluster_of[r] for r in self._key_records[key]})
-        changes = []
-        for gid in affected:
-            parts = self._components(self._members[gid])
-            if len(parts) == 1:
+        reason = f"shared {key[0].value} key, {self._shared[key]}"
+        return [change for gid in affected for change in self._rebuild(gid, reason)]
+
+    def _rebuild(self, gid: str, reason: str) -> list[ClusterChange]:
+        """Split cluster ``gid`` into its connected parts, if it has come apart."""
+        parts = self._components(self._members[gid])
+        if len(parts) == 1:
+            return []
+        first = self._first[gid].record_id
+        created = []
+        for part in parts:
+            if first in part:
+                self._members[gid] = part
                 continue
-            first = self._first[gid].record_id
-            created = []
-            for part in parts:
-                if first in part:
-                    self._members[gid] = part
-                    continue
-                oldest = min(
-                    (self._records[r] for r in part), key=lambda r: (r.seen_us, r.record_id)
-                )
-                new_id = golden_id_for(oldest.record_id)
-                self._members[new_id] = part
-                self._first[new_id] = oldest
-                for member in part:
-                    self._cluster_of[member] = new_id
-                created.append(new_id)
-            reason = f"shared {key[0].value} key, {self._shared[key]}"
-            changes.append(
-                ClusterChange(ChangeKind.SPLIT, gid, created=tuple(created), reason=reason)
-            )
-        return changes
+            oldest = min((self._records[r] for r in part), key=lambda r: (r.seen_us, r.record_id))
+            new_id = golden_id_for(oldest.record_id)
+            self._members[new_id] = part
+            self._first[new_id] = oldest
+            for member in part:
+                self._cluster_of[member] = new_id
+            created.append(new_id)
+        return [ClusterChange(ChangeKind.SPLIT, gid, created=tuple(created), reason=reason)]
 
     def _components(self, records: set[str]) -> list[set[str]]:
         """Connected components of ``records`` over their usable keys."""
@@ -323,6 +372,10 @@ class DeterministicLinker:
                     continue
                 other = by_key.setdefault(key, rid)
                 parent[find(rid)] = find(other)
+        for pair in self._operator_links:
+            a, b = sorted(pair)
+            if a in parent and b in parent:
+                parent[find(a)] = find(b)
         groups: dict[str, set[str]] = {}
         for rid in records:
             groups.setdefault(find(rid), set()).add(rid)

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS clusters (golden_id TEXT PRIMARY KEY, first_record TE
 CREATE TABLE IF NOT EXISTS shared_keys (
     kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT NOT NULL, since_us INTEGER NOT NULL,
     PRIMARY KEY (kind, value));
+CREATE TABLE IF NOT EXISTS operator_links (
+    record_a TEXT NOT NULL, record_b TEXT NOT NULL, reason TEXT NOT NULL, at_us INTEGER NOT NULL,
+    PRIMARY KEY (record_a, record_b));
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, kind TEXT NOT NULL,
     golden_id TEXT NOT NULL, record_id TEXT, retired TEXT NOT NULL, created TEXT NOT NULL,
@@ -120,23 +123,61 @@ class IdentityGraph:
                 self.linker = self._load()
                 raise
 
+    def link(self, record_a: str, record_b: str, reason: str) -> list[ClusterChange]:
+        """An operator's merge of two records' clusters (see ``DeterministicLinker.link``)."""
+        return self._operate(lambda: self.linker.link(record_a, record_b, reason))
+
+    def do_not_link(self, record_a: str, record_b: str, reason: str) -> list[ClusterChange]:
+        """An operator's split (see ``DeterministicLinker.do_not_link``)."""
+        return self._operate(lambda: self.linker.do_not_link(record_a, record_b, reason))
+
+    def _operate(self, decide: Callable[[], list[ClusterChange]]) -> list[ClusterChange]:
+        with self._lock:
+            try:
+                with write_transaction(self._db, self._lock, f"identity graph {self.path}"):
+                    shared_before = set(self._shared_keys())
+                    links_before = self.linker.operator_links()
+                    changes = decide()
+                    now = self._clock()
+                    links = self.linker.operator_links()
+                    for pair in links_before.keys() - links.keys():
+                        a, b = sorted(pair)
+                        self._db.execute(
+                            "DELETE FROM operator_links WHERE record_a = ? AND record_b = ?", (a, b)
+                        )
+                    for pair in links.keys() - links_before.keys():
+                        a, b = sorted(pair)
+                        self._db.execute(
+                            "INSERT INTO operator_links VALUES (?, ?, ?, ?)",
+                            (a, b, links[pair], now),
+                        )
+                    self._save(None, changes, set(self._shared_keys()) - shared_before)
+                    return changes
+            except BaseException:
+                self.linker = self._load()
+                raise
+
+    def _shared_keys(self) -> list[Key]:
+        return [(s.kind, s.value) for s in self.linker.shared_keys()]
+
     def _shared_among(self, record: IdentityRecord) -> set[Key]:
         """The record's keys that are shared (only they can become shared by adding it)."""
         return {key for key in record.keys if self.linker.shared_reason(key) is not None}
 
     def _save(
-        self, record: IdentityRecord, changes: list[ClusterChange], newly_shared: set[Key]
+        self, record: IdentityRecord | None, changes: list[ClusterChange], newly_shared: set[Key]
     ) -> None:
         now = self._clock()
         db = self._db
-        db.execute(
-            "INSERT INTO records VALUES (?, ?, ?)",
-            (record.record_id, record.seen_us, json.dumps(sorted(record.keys))),
-        )
-        db.executemany(
-            "INSERT OR IGNORE INTO record_keys VALUES (?, ?, ?)",
-            [(k.value, v, record.record_id) for k, v in record.keys],
-        )
+        if record is not None:
+            db.execute(
+                "INSERT INTO records VALUES (?, ?, ?)",
+                (record.record_id, record.seen_us, json.dumps(sorted(record.keys))),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO record_keys VALUES (?, ?, ?)",
+                [(k.value, v, record.record_id) for k, v in record.keys],
+            )
         for key in newly_shared:
             reason = self.linker.shared_reason(key) or ""
             db.execute(
@@ -281,4 +322,10 @@ class IdentityGraph:
             (IdentifierKind(k), str(v)): str(why)
             for k, v, why in db.execute("SELECT kind, value, reason FROM shared_keys")
         }
-        return DeterministicLinker.restore(records, cluster_of, first_of, shared, **self._options)
+        operator_links = {
+            frozenset((str(a), str(b))): str(why)
+            for a, b, why in db.execute("SELECT record_a, record_b, reason FROM operator_links")
+        }
+        return DeterministicLinker.restore(
+            records, cluster_of, first_of, shared, operator_links, **self._options
+        )
