@@ -267,32 +267,17 @@ class FellegiSunter:
         The pairs are counted per pattern of levels first (pairs of one pattern have one
         probability), so each step works on the few distinct patterns, not on every pair.
         """
-        if len(levels) == 0:
-            return 0
         used = [j for j, c in enumerate(self.comparisons) if c.name not in exclude]
         masked = levels.copy()
         masked[:, [j for j in range(levels.shape[1]) if j not in used]] = MISSING
-        patterns, counts = _patterns(masked)
-        total = float(counts.sum())
-        prior = min(max(self.prior, 0.01), 0.5)
-        for step in range(1, iterations + 1):
-            self.prior = prior
-            p = self.probabilities(patterns)
-            prior = float(np.clip((p * counts).sum() / total, _FLOOR, 1 - _FLOOR))
-            change = abs(prior - self.prior)
-            for j in used:
-                c = self.comparisons[j]
-                new_m = _distribution(patterns[:, j], c.levels, p * counts)
-                change = max(change, _largest_change(new_m, self.m[c.name]))
-                self.m[c.name] = new_m
-            if change < tolerance:
-                self.prior = prior
-                return step
-        self.prior = prior
-        return iterations
+        return self._em(masked, used, iterations, tolerance)
 
     def fit_prior(self, levels: np.ndarray, iterations: int = 100, tolerance: float = 1e-9) -> int:
         """The prior alone by EM over candidate pairs, ``m`` and ``u`` held."""
+        return self._em(levels, [], iterations, tolerance)
+
+    def _em(self, levels: np.ndarray, update: list[int], iterations: int, tolerance: float) -> int:
+        """EM for the prior and the ``m`` of comparisons ``update``; the iterations run."""
         if len(levels) == 0:
             return 0
         patterns, counts = _patterns(levels)
@@ -302,7 +287,13 @@ class FellegiSunter:
             self.prior = prior
             p = self.probabilities(patterns)
             prior = float(np.clip((p * counts).sum() / total, _FLOOR, 1 - _FLOOR))
-            if abs(prior - self.prior) < tolerance:
+            change = abs(prior - self.prior)
+            for j in update:
+                c = self.comparisons[j]
+                new_m = _distribution(patterns[:, j], c.levels, p * counts)
+                change = max(change, _largest_change(new_m, self.m[c.name]))
+                self.m[c.name] = new_m
+            if change < tolerance:
                 self.prior = prior
                 return step
         self.prior = prior
