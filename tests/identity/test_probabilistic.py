@@ -138,3 +138,25 @@ def test_patterns_count_rows_whether_packed_or_not() -> None:
         for row in map(tuple, levels.tolist()):
             expected[row] = expected.get(row, 0) + 1
         assert dict(zip(map(tuple, rows.tolist()), counts.tolist(), strict=True)) == expected
+
+
+@pytest.mark.parametrize(
+    "comparison",
+    [
+        NAME,
+        Comparison("street", "street", "ratio", (0.9, 0.7)),
+        Comparison("dob", "dob", "date"),
+        Comparison("state", "state", "exact"),
+    ],
+    ids=lambda c: c.method,
+)
+def test_one_against_many_gives_what_pairs_give(comparison: Comparison) -> None:
+    rng = random.Random(8)
+    pool = ["anna", "anne", "ana", "", None, "1960-01-02", "1960-02-01", "1961-01-02", "bob"]
+    for _ in range(50):
+        value = rng.choice(pool)
+        others = [rng.choice(pool) for _ in range(rng.randint(0, 12))]
+        assert (
+            comparison.compare_one(value, others).tolist()
+            == comparison.compare([value] * len(others), others).tolist()
+        )

@@ -60,7 +60,8 @@ class Matches:
 class ProbabilisticMatcher:
     settings: MatchSettings
     model: FellegiSunter | None = None
-    _columns: dict[str, list[str | None]] = field(default_factory=dict, init=False)
+    _columns: dict[str, np.ndarray] = field(default_factory=dict, init=False)  # object arrays
+    _size: int = field(default=0, init=False)
     _index: BlockingIndex | None = field(default=None, init=False)
     _coded: dict[str, Coded] = field(default_factory=dict, init=False)
     _coded_for: object = field(default=None, init=False)
@@ -129,7 +130,11 @@ class ProbabilisticMatcher:
 
     def index(self, columns: Columns) -> None:
         """Remember ``columns`` (records 0..n-1) for ``match``."""
-        self._columns = {name: list(values) for name, values in columns.items()}
+        self._size = _length(columns)
+        self._columns = {
+            name: np.asarray(list(values) + [None] * max(16, self._size), dtype=object)
+            for name, values in columns.items()
+        }
         self._index = BlockingIndex(self.settings.rules, self.settings.max_block)
         for position in range(_length(columns)):
             self._index.add(position, {name: values[position] for name, values in columns.items()})
@@ -144,7 +149,8 @@ class ProbabilisticMatcher:
         found: list[tuple[int, float]] = []
         candidates = self._index.candidates(record)
         if candidates:
-            others = {c: [self._columns[c][i] for i in candidates] for c in self._needed()}
+            at = np.asarray(candidates, dtype=np.int64)
+            others = {c: self._columns[c][at] for c in self._needed()}
             p = model.probabilities(model.levels_one(record, others))
             found = sorted(
                 (
@@ -154,9 +160,13 @@ class ProbabilisticMatcher:
                 ),
                 key=lambda item: -item[1],
             )
-        position = _length(self._columns)
-        for name in self._columns:
-            self._columns[name].append(record.get(name))
+        position = self._size
+        for name, values in self._columns.items():
+            if position == len(values):  # full: double the room
+                values = np.concatenate([values, np.full(len(values), None, dtype=object)])
+                self._columns[name] = values
+            values[position] = record.get(name)
+        self._size += 1
         self._index.add(position, record)
         return found
 

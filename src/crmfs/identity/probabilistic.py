@@ -16,6 +16,7 @@ computed in bulk by rapidfuzz.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -61,37 +62,36 @@ class Comparison:
         )
         return self.compare_coded(codes, np.arange(n), np.arange(n, 2 * n))
 
-    def compare_one(self, value: str | None, others: Sequence[str | None]) -> np.ndarray:
+    def compare_one(
+        self, value: str | None, others: Sequence[str | None] | np.ndarray
+    ) -> np.ndarray:
         """The level of ``value`` against each of ``others``: the same as ``compare`` with
         ``value`` repeated, without coding the values first (cheaper for one record)."""
-        out = np.full(len(others), MISSING, dtype=np.int8)
-        if not value:
+        rest = np.asarray(others, dtype=object)
+        out = np.full(len(rest), MISSING, dtype=np.int8)
+        if not value or len(rest) == 0:
             return out
-        inexact = []
-        for i, other in enumerate(others):
-            if not other:
-                continue
-            if other == value:
-                out[i] = self.levels - 1
-            else:
-                out[i] = 0
-                inexact.append(i)
-        if self.method == "exact" or not inexact:
+        present = np.fromiter(map(bool, rest), bool, len(rest))
+        exact = present & (rest == value).astype(bool)
+        out[present] = 0
+        out[exact] = self.levels - 1
+        inexact = np.flatnonzero(present & ~exact)
+        if self.method == "exact" or len(inexact) == 0:
             return out
-        rest = [others[i] for i in inexact]
         if self.method == "date":
             mine = _date_parts(value)
-            level = [
-                1 if mine[0] >= 0 and _near_parts(mine, _date_parts(other)) else 0 for other in rest
-            ]
-            out[inexact] = level
+            if mine[0] >= 0:
+                near = [_near_parts(mine, _date_parts(other)) for other in rest[inexact]]
+                out[inexact] = np.asarray(near, dtype=np.int8)
             return out
-        similarity = process.cdist([value], rest, scorer=_SCORERS[self.method], workers=1)[0]
-        level_of = np.zeros(len(rest), dtype=np.int8)
+        similarity = process.cdist(
+            [value], list(rest[inexact]), scorer=_SCORERS[self.method], workers=1
+        )[0]
+        level = np.zeros(len(inexact), dtype=np.int8)
         for i, cut in enumerate(self.thresholds):
-            found = (level_of == 0) & (similarity >= cut)
-            level_of[found] = len(self.thresholds) - i
-        out[inexact] = level_of
+            found = (level == 0) & (similarity >= cut)
+            level[found] = len(self.thresholds) - i
+        out[inexact] = level
         return out
 
     def compare_coded(self, coded: Coded, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -166,6 +166,7 @@ def _near_parts(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
     return same == 2 or (a[0] == b[0] and a[1] == b[2] and a[2] == b[1])
 
 
+@functools.lru_cache(maxsize=65_536)
 def _date_parts(value: object) -> tuple[int, int, int]:
     pieces = str(value).split("-")
     if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
@@ -207,7 +208,9 @@ class FellegiSunter:
         return np.stack(columns, axis=1) if columns else np.zeros((0, 0), dtype=np.int8)
 
     def levels_one(
-        self, record: Mapping[str, str | None], others: Mapping[str, Sequence[str | None]]
+        self,
+        record: Mapping[str, str | None],
+        others: Mapping[str, Sequence[str | None] | np.ndarray],
     ) -> np.ndarray:
         """Like ``levels``, for one record against several."""
         columns = [c.compare_one(record.get(c.column), others[c.column]) for c in self.comparisons]
