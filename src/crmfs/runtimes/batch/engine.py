@@ -106,19 +106,14 @@ class DuckDBEngine:
         if as_served and strategy in ("lists", "sorted"):
             raise ValueError(f"the {strategy} plan answers event-time queries only, not as_served")
         with self._events_of(plan.view.source) as db:
-            events = self.log.counts().get(plan.view.source.name, 0)
             if strategy == "sorted":
                 return self._sorted_point_in_time(db, plan, entity_rows)
-            if strategy == "lists" or (
-                strategy == "auto"
-                and not as_served
-                and entity_rows.num_rows * LIST_PLAN_EVENTS_PER_ROW >= events
-            ):
-                bound = (
-                    None
-                    if strategy == "lists"
-                    else LIST_PLAN_MAX_WORK * (len(entity_rows) + events)
-                )
+            if strategy == "lists":
+                return self._list_point_in_time(db, plan, entity_rows, None)
+            events = self.log.counts().get(plan.view.source.name, 0)
+            rows = entity_rows.num_rows
+            if strategy == "auto" and not as_served and rows * LIST_PLAN_EVENTS_PER_ROW >= events:
+                bound = LIST_PLAN_MAX_WORK * (rows + events)
                 return self._list_point_in_time(db, plan, entity_rows, bound)
             log.debug("training set of %d rows by the range join plan", entity_rows.num_rows)
             db.register("entity_rows", entity_rows)
@@ -139,7 +134,6 @@ class DuckDBEngine:
         list entries in all (estimated)."""
         key_events, longest = list_pit.key_lists(db, plan)
         db.register("key_events", key_events)
-        db.register("entity_rows", entity_rows)
         try:
             work = _list_work(db, entity_rows, key_events)
             if max_work is not None and work > max_work:
