@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,19 +108,24 @@ class IdentityGraph:
 
     def add_all(self, records: Iterable[IdentityRecord]) -> list[ClusterChange]:
         """Link and store records one by one, all in one transaction."""
+        with self._writing():
+            made: list[ClusterChange] = []
+            for record in records:
+                shared_before = self._shared_among(record)
+                changes = self.linker.add(record)
+                if changes:
+                    self._save(record, changes, self._shared_among(record) - shared_before)
+                made += changes
+            return made
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction; if it fails, the linker goes back to what the disk holds."""
         with self._lock:
             try:
                 with write_transaction(self._db, self._lock, f"identity graph {self.path}"):
-                    made: list[ClusterChange] = []
-                    for record in records:
-                        shared_before = self._shared_among(record)
-                        changes = self.linker.add(record)
-                        if changes:
-                            self._save(record, changes, self._shared_among(record) - shared_before)
-                        made += changes
-                    return made
+                    yield
             except BaseException:
-                # The transaction rolled back: the linker goes back to what the disk holds.
                 self.linker = self._load()
                 raise
 
@@ -132,30 +138,24 @@ class IdentityGraph:
         return self._operate(lambda: self.linker.do_not_link(record_a, record_b, reason))
 
     def _operate(self, decide: Callable[[], list[ClusterChange]]) -> list[ClusterChange]:
-        with self._lock:
-            try:
-                with write_transaction(self._db, self._lock, f"identity graph {self.path}"):
-                    shared_before = set(self._shared_keys())
-                    links_before = self.linker.operator_links()
-                    changes = decide()
-                    now = self._clock()
-                    links = self.linker.operator_links()
-                    for pair in links_before.keys() - links.keys():
-                        a, b = sorted(pair)
-                        self._db.execute(
-                            "DELETE FROM operator_links WHERE record_a = ? AND record_b = ?", (a, b)
-                        )
-                    for pair in links.keys() - links_before.keys():
-                        a, b = sorted(pair)
-                        self._db.execute(
-                            "INSERT INTO operator_links VALUES (?, ?, ?, ?)",
-                            (a, b, links[pair], now),
-                        )
-                    self._save(None, changes, set(self._shared_keys()) - shared_before)
-                    return changes
-            except BaseException:
-                self.linker = self._load()
-                raise
+        with self._writing():
+            shared_before = set(self._shared_keys())
+            links_before = self.linker.operator_links()
+            changes = decide()
+            now = self._clock()
+            links = self.linker.operator_links()
+            for pair in links_before.keys() - links.keys():
+                a, b = sorted(pair)
+                self._db.execute(
+                    "DELETE FROM operator_links WHERE record_a = ? AND record_b = ?", (a, b)
+                )
+            for pair in links.keys() - links_before.keys():
+                a, b = sorted(pair)
+                self._db.execute(
+                    "INSERT INTO operator_links VALUES (?, ?, ?, ?)", (a, b, links[pair], now)
+                )
+            self._save(None, changes, set(self._shared_keys()) - shared_before)
+            return changes
 
     def _shared_keys(self) -> list[Key]:
         return [(s.kind, s.value) for s in self.linker.shared_keys()]

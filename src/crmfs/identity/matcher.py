@@ -63,8 +63,6 @@ class ProbabilisticMatcher:
     _columns: dict[str, np.ndarray] = field(default_factory=dict, init=False)  # object arrays
     _size: int = field(default=0, init=False)
     _index: BlockingIndex | None = field(default=None, init=False)
-    _coded: dict[str, Coded] = field(default_factory=dict, init=False)
-    _coded_for: object = field(default=None, init=False)
 
     def fit(self, columns: Columns, sides: Sequence[int] | None = None) -> FitReport:
         """Estimate the model from ``columns``: u from random pairs, then EM over the
@@ -91,9 +89,10 @@ class ProbabilisticMatcher:
             side = np.asarray(sides)
             left = rng.choice(np.flatnonzero(side == 0), self.settings.random_pairs)
             right = rng.choice(np.flatnonzero(side == 1), self.settings.random_pairs)
-        model.fit_u(self._levels(model, columns, left, right))
+        coded = _coded(model, columns)
+        model.fit_u(model.levels_coded(coded, left, right))
         pairs = self._candidates(columns, sides)
-        levels = self._levels(model, columns, pairs[:, 0], pairs[:, 1])
+        levels = model.levels_coded(coded, pairs[:, 0], pairs[:, 1])
         # m: EM over each rule's candidates without the rule's own columns, then averaged.
         start = {c.name: list(model.m[c.name]) for c in model.comparisons}
         estimates: dict[str, list[list[float]]] = {c.name: [] for c in model.comparisons}
@@ -124,9 +123,8 @@ class ProbabilisticMatcher:
         """The candidate pairs of ``columns`` at or above the threshold."""
         model = self._fitted()
         pairs = self._candidates(columns, sides)
-        return self._matches(
-            pairs, model.probabilities(self._levels(model, columns, pairs[:, 0], pairs[:, 1]))
-        )
+        levels = model.levels_coded(_coded(model, columns), pairs[:, 0], pairs[:, 1])
+        return self._matches(pairs, model.probabilities(levels))
 
     def index(self, columns: Columns) -> None:
         """Remember ``columns`` (records 0..n-1) for ``match``."""
@@ -203,13 +201,10 @@ class ProbabilisticMatcher:
     def _candidates(self, columns: Columns, sides: Sequence[int] | None) -> np.ndarray:
         return candidate_pairs(columns, self.settings.rules, self.settings.max_block, sides)
 
-    def _levels(
-        self, model: FellegiSunter, columns: Columns, left: np.ndarray, right: np.ndarray
-    ) -> np.ndarray:
-        if self._coded_for is not columns:  # code each column once per set of records
-            self._coded = {c.column: Coded.of(columns[c.column]) for c in model.comparisons}
-            self._coded_for = columns
-        return model.levels_coded(self._coded, left, right)
+
+def _coded(model: FellegiSunter, columns: Columns) -> dict[str, Coded]:
+    """Each compared column coded once, for all the pairs of one call."""
+    return {c.column: Coded.of(columns[c.column]) for c in model.comparisons}
 
 
 def _length(columns: Columns) -> int:
