@@ -42,24 +42,30 @@ VIEW = FeatureView(
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> FeatureStore:
-    clock = [to_micros(START + timedelta(days=1))]
-    store = FeatureStore(tmp_path, definitions=[VIEW], clock=lambda: clock[0])
+def _visits_store(folder: Path, visits: list[tuple[int, str, str]]) -> FeatureStore:
+    """A store of VIEW holding ``visits`` as (minutes after START, customer, page)."""
+    store = FeatureStore(
+        folder, definitions=[VIEW], clock=lambda: to_micros(START + timedelta(days=1))
+    )
     store.apply()
     store.ingest(
         "visits",
         [
             {
                 "event_id": f"e{i}",
-                "ts": START + timedelta(minutes=7 * i),
-                "customer_id": f"c{i % 3}",
-                "page": f"p{i % 5}",
+                "ts": START + timedelta(minutes=minutes),
+                "customer_id": customer,
+                "page": page,
             }
-            for i in range(60)
+            for i, (minutes, customer, page) in enumerate(visits)
         ],
     )
     return store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    return _visits_store(tmp_path, [(7 * i, f"c{i % 3}", f"p{i % 5}") for i in range(60)])
 
 
 def _entity_df(rows: int) -> pd.DataFrame:
@@ -111,20 +117,8 @@ def test_a_heavy_key_sends_auto_to_the_sorted_plan(
 ) -> None:
     """Many rows of a key with many events: the list plan would read rows x events list
     entries, so ``auto`` sorts instead; the values are the same."""
-    clock = [to_micros(START + timedelta(days=1))]
-    store = FeatureStore(tmp_path, definitions=[VIEW], clock=lambda: clock[0])
-    store.apply()
-    store.ingest(
-        "visits",
-        [
-            {
-                "event_id": f"e{i}",
-                "ts": START + timedelta(minutes=i),
-                "customer_id": "heavy" if i % 40 else "light",
-                "page": f"p{i % 7}",
-            }
-            for i in range(400)
-        ],
+    store = _visits_store(
+        tmp_path, [(i, "heavy" if i % 40 else "light", f"p{i % 7}") for i in range(400)]
     )
     entity_df = pd.DataFrame(
         {
