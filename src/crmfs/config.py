@@ -30,6 +30,7 @@ class ProjectConfig:
     online_store: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
     registry: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
     batch_engine: dict[str, Any] = field(default_factory=lambda: {"type": "duckdb"})
+    identity: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
     compaction_grace_s: int | None = None  # event_log.compaction_grace; None: the log's default
 
     @classmethod
@@ -64,6 +65,7 @@ class ProjectConfig:
             online_store=_adapter(path, "online_store", raw.get("online_store"), ONLINE_STORES),
             registry=_adapter(path, "registry", raw.get("registry"), REGISTRIES),
             batch_engine=_adapter(path, "batch_engine", raw.get("batch_engine"), BATCH_ENGINES),
+            identity=_adapter(path, "identity", raw.get("identity"), IDENTITY_GRAPHS),
             compaction_grace_s=_event_log(path, raw.get("event_log")),
         )
 
@@ -76,6 +78,7 @@ _KEYS = (
     "registry",
     "batch_engine",
     "event_log",
+    "identity",
 )
 
 
@@ -155,8 +158,21 @@ def _boolean(value: object) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
 
+def _region(value: object) -> str | None:
+    if isinstance(value, str) and len(value) == 2 and value.isalpha() and value.isupper():
+        return None
+    return "must be a two-letter region code such as 'US' or 'GB'"
+
+
 ONLINE_STORES: dict[str, dict[str, OptionCheck]] = {"sqlite": {"parallel_fold": _boolean}}
 REGISTRIES: dict[str, dict[str, OptionCheck]] = {"sqlite": {}}
+IDENTITY_GRAPHS: dict[str, dict[str, OptionCheck]] = {
+    "sqlite": {
+        "default_region": _region,
+        "max_records_per_key": _positive_int,
+        "names_must_agree": _boolean,
+    }
+}
 BATCH_ENGINES: dict[str, dict[str, OptionCheck]] = {
     "duckdb": {"threads": _positive_int, "memory_limit": _memory_size}
 }

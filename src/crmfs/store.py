@@ -8,11 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from crmfs.config import ProjectConfig, load_definitions
-from crmfs.definitions import Catalog, FeatureService, fingerprint
+from crmfs.definitions import Catalog, FeatureService, IdentifierKind, fingerprint
 from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
+from crmfs.identity.graph import IdentityGraph, IntervalAxis
+from crmfs.identity.lookup import IdentifierLookup, identifier_kind
+from crmfs.identity.service import IdentityService
+from crmfs.ingestion.identity import GraphIdentity
+from crmfs.ingestion.identity_follow import IdentityFollower
 from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
 from crmfs.ingestion.readers import Chunk, Records, read_file
 from crmfs.registry.changes import Change, ChangeKind
@@ -24,11 +32,12 @@ from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
 from crmfs.storage.ports import EntityKey, WatermarkMoved
 from crmfs.storage.sqlite_online import SqliteOnlineStore
 from crmfs.timestamps import now_micros, to_micros
-from crmfs.training import TrainingSet, historical_features
+from crmfs.training import TIMESTAMP_COLUMN, TrainingSet, entity_table, historical_features
 from crmfs.transform.plan import ViewPlan, online_table, plan_view
 
 Clock = Callable[[], int]
 FeatureSelection = Sequence[str] | str | FeatureService
+IdentityAsOf = Literal["as_of", "latest"]
 _MAX_CACHED_REQUESTS = 256  # feature selections whose compiled online requests are kept
 
 
@@ -84,6 +93,18 @@ class FeatureStore:
             memory_limit=engine_options.get("memory_limit"),
         )
         self.clock: Clock = clock or now_micros
+        identity_options = self.config.identity
+        self.identity_region: str = identity_options.get("default_region", "US")
+        self.identity_graph = IdentityGraph(
+            data / "identity.db",
+            self.clock,
+            max_records_per_key=identity_options.get("max_records_per_key"),
+            names_must_agree=identity_options.get("names_must_agree", True),
+        )
+        # Lookups, clusters and operator merges and splits (followed online at once).
+        self.identity = IdentityService(
+            self.identity_graph, self.identity_region, after_change=self.follow_identity
+        )
         self._plans: dict[str, ViewPlan] | None = None
         self._requests: dict[str | tuple[str, ...], list[tuple[FeatureRequest, list[str]]]] = {}
         self._pipeline: IngestionPipeline | None = None
@@ -144,8 +165,36 @@ class FeatureStore:
             processor = StreamProcessor(
                 self.online, list(self.plans().values()), worker_online=self._worker_online()
             )
-            self._pipeline = IngestionPipeline(self.catalog, self.log, processor, self.clock)
+            self._pipeline = IngestionPipeline(
+                self.catalog,
+                self.log,
+                processor,
+                self.clock,
+                identity=GraphIdentity(self.identity_graph, self.identity_region),
+                after_apply=self.follow_identity,
+            )
         return self._pipeline
+
+    def follow_identity(self) -> int:
+        """Apply identity changes (merges, splits) the online states have not followed."""
+        follower = IdentityFollower(
+            self.identity_graph, self.online, list(self.plans().values()), self._recompute
+        )
+        return follower.follow()
+
+    def _recompute(
+        self, plan: ViewPlan, golden_ids: Sequence[str], at: int
+    ) -> dict[str, bytes | None]:
+        """The states of ``golden_ids`` rebuilt from the log, with the mapping as of ``at``."""
+        wanted = set(golden_ids)
+        mapping = self.identity_graph.intervals("current", at)
+        mapping = mapping.filter(pc.is_in(mapping["golden_id"], pa.array(sorted(wanted))))
+        mark = self.online.watermark()
+        now = max(mark.ingested_at, self.log.last_ingested_at())
+        table = self.engine.backfill(plan, -(2**62), 2**62, now, mark.seq, mapping)
+        states: dict[str, bytes | None] = dict.fromkeys(golden_ids)
+        states.update(zip(table["key"].to_pylist(), table["state"].to_pylist(), strict=True))
+        return states
 
     def _worker_online(self) -> Callable[[], SqliteOnlineStore] | None:
         """How a fold worker opens the online store; None folds on one core only."""
@@ -190,8 +239,11 @@ class FeatureStore:
         return total
 
     def catch_up(self) -> int:
-        """Apply committed events the online store has not seen (after a crash)."""
-        return self.pipeline.processor.catch_up(self.log)
+        """Apply committed events and identity changes the online store has not seen (after
+        a crash)."""
+        applied = self.pipeline.processor.catch_up(self.log)
+        self.follow_identity()
+        return applied
 
     def quarantine(self, source: str | None = None, limit: int = 1000) -> list[QuarantinedRecord]:
         return self.log.quarantine(source, limit)
@@ -236,6 +288,8 @@ class FeatureStore:
         for request, refs in self._online_requests(features):
             plan = request.plan
             join_key = plan.view.entity.join_key
+            if plan.view.entity.identity and any(join_key not in row for row in rows):
+                self._golden_ids_now(plan, rows)
             try:
                 as_key = _key_type(plan)
                 keys.append([as_key(row[join_key]) for row in rows])
@@ -247,6 +301,16 @@ class FeatureStore:
             labels.append(refs)
         at = self.clock() if now is None else to_micros(now)
         return read_online(self.online, requests, keys, rows, labels, at)
+
+    def _golden_ids_now(self, plan: ViewPlan, rows: list[dict[str, Any]]) -> None:
+        """Rows that name people by an identifier get their golden id now (None if it
+        names no one)."""
+        lookup = self._identifier_lookup()
+        for row in rows:
+            if plan.view.entity.join_key in row:
+                continue
+            name, kind = self._identifier_column(plan, list(row))
+            row[plan.view.entity.join_key] = lookup.golden_ids_now(kind, [row[name]])[0]
 
     def _online_requests(
         self, features: FeatureSelection
@@ -275,15 +339,67 @@ class FeatureStore:
         as_served: bool = False,
         full_feature_names: bool = False,
         strategy: PitStrategy = "auto",
+        identity: IdentityAsOf = "as_of",
     ) -> TrainingSet:
         """A point-in-time-correct training set, computed by the batch runtime (DuckDB).
 
         ``strategy`` picks the physical plan (``"range_join"`` or ``"lists"``); the default
         chooses by size. Every plan gives the same values.
+
+        Views keyed by golden ids resolve identity as of each row's time (``"as_of"``: the
+        mapping in effect at that event time, or with ``as_served`` the mapping crmfs had
+        then), or with today's mapping (``"latest"``). Rows give the entity's join key (a
+        golden id) or any declared identifier instead (an ``email`` column, say), which is
+        resolved the same way.
         """
         groups = [(plan, names) for plan, names, _ in self.resolve_features(features)]
+        mapping = None
+        if any(plan.view.entity.identity for plan, _ in groups):
+            if identity not in ("as_of", "latest"):
+                raise ConfigError(f"identity must be 'as_of' or 'latest', not {identity!r}")
+            axis: IntervalAxis = (
+                "current" if identity == "latest" else "recorded" if as_served else "effective"
+            )
+            mapping = self.identity_graph.intervals(axis)
+            entity_df = self._with_golden_ids(entity_table(entity_df), groups, mapping)
         return historical_features(
-            self.engine, entity_df, groups, as_served, full_feature_names, strategy
+            self.engine, entity_df, groups, as_served, full_feature_names, strategy, mapping
+        )
+
+    def _identifier_lookup(self) -> IdentifierLookup:
+        return IdentifierLookup(self.identity_graph.linker, self.identity_region)
+
+    def _with_golden_ids(
+        self, table: pa.Table, groups: list[tuple[ViewPlan, list[str]]], mapping: pa.Table
+    ) -> pa.Table:
+        """Entity rows that name people by an identifier get the golden id (the join key)
+        it stood for at each row's time."""
+        times = pc.cast(
+            pc.cast(table.column(TIMESTAMP_COLUMN), pa.timestamp("us", tz="UTC")), pa.int64()
+        ).to_pylist()
+        for plan, _ in groups:
+            join_key = plan.view.entity.join_key
+            if not plan.view.entity.identity or join_key in table.column_names:
+                continue
+            name, kind = self._identifier_column(plan, table.column_names)
+            golden = self._identifier_lookup().golden_ids_at(
+                kind, table.column(name).to_pylist(), times, mapping
+            )
+            table = table.append_column(join_key, pa.array(golden, pa.string()))
+        return table
+
+    def _identifier_column(
+        self, plan: ViewPlan, columns: Sequence[str]
+    ) -> tuple[str, IdentifierKind]:
+        sources = list(self.catalog.sources.values())
+        for name in columns:
+            kind = identifier_kind(name, sources)
+            if kind is not None and kind.is_strong:
+                return name, kind
+        raise ConfigError(
+            f"feature view {plan.view.name!r} needs {plan.view.entity.join_key!r} (a golden"
+            " id) or a strong identifier (email, phone, crm_contact_id ..., or a source's"
+            " identifier field) in each entity row"
         )
 
     # -- backfill --------------------------------------------------------------------
@@ -308,7 +424,10 @@ class FeatureStore:
                 self.catch_up()
                 mark = self.online.watermark()
                 now = max(mark.ingested_at, self.log.last_ingested_at())
-                table = self.engine.backfill(plan, start_us, end_us, now, mark.seq)
+                identity = (
+                    self.identity_graph.intervals("current") if plan.view.entity.identity else None
+                )
+                table = self.engine.backfill(plan, start_us, end_us, now, mark.seq, identity)
                 rows: dict[EntityKey, bytes] = dict(
                     zip(table["key"].to_pylist(), table["state"].to_pylist(), strict=True)
                 )
@@ -323,6 +442,7 @@ class FeatureStore:
 
     def close(self) -> None:
         self._drop_pipeline()
+        self.identity_graph.close()
         self.log.close()
         self.online.close()
         self.registry.close()

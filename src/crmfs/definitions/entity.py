@@ -22,6 +22,12 @@ class Entity:
     """A thing features are keyed by.
 
     >>> customer = Entity("customer", join_key="customer_id")
+    >>> person = Entity("person", join_key="golden_id", identity=True)
+
+    An entity with ``identity=True`` is keyed by **golden ids**: its views take the key of
+    each event from the identity service (which resolves the identifiers the source
+    declares), not from a source field, and its entity rows give ``join_key`` as a golden id
+    (or any declared identifier instead, such as ``email``).
     """
 
     name: str
@@ -31,6 +37,7 @@ class Entity:
     description: str = field(default="", kw_only=True)
     tags: Mapping[str, str] = field(default_factory=dict, kw_only=True)
     sensitivity: Sensitivity = field(default=Sensitivity.INTERNAL, kw_only=True)
+    identity: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         check_name("entity", self.name)
@@ -41,6 +48,8 @@ class Entity:
         if dtype not in (FieldType.STRING, FieldType.INT):
             raise DefinitionError(label, "dtype", "join keys are string or int")
         object.__setattr__(self, "dtype", dtype)
+        if self.identity and dtype is not FieldType.STRING:
+            raise DefinitionError(label, "dtype", "golden ids are strings: identity entities are")
         object.__setattr__(self, "tags", check_tags(label, self.tags))
         object.__setattr__(self, "sensitivity", coerce_sensitivity(label, self.sensitivity))
 
@@ -54,4 +63,6 @@ class Entity:
         )
 
     def value_spec(self) -> dict[str, Any]:
-        return {"name": self.name, "join_key": self.join_key, "dtype": self.dtype.value}
+        spec = {"name": self.name, "join_key": self.join_key, "dtype": self.dtype.value}
+        # Only when set: entities defined before identity existed keep their fingerprints.
+        return spec | ({"identity": True} if self.identity else {})

@@ -8,6 +8,12 @@ from enum import StrEnum
 from crmfs.definitions.types import FieldType
 from crmfs.errors import DefinitionError
 
+# Columns the identity step adds to the events of sources that declare identifiers (user
+# fields cannot start with "_"): the golden id each event resolved to when it was ingested,
+# and the identity record (the source's distinct set of identifier values) it belongs to.
+GOLDEN_ID = "_golden_id"
+IDENTITY_RECORD = "_identity_record"
+
 
 class IdentifierKind(StrEnum):
     """What an identifier field holds. Strong kinds name one person (or so the source claims)

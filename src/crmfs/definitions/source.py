@@ -88,6 +88,11 @@ class EventSource:
     def fields(self) -> dict[str, FieldType]:
         return dict(self.schema)  # type: ignore[arg-type]  # normalized in __post_init__
 
+    @property
+    def identifier_kinds(self) -> dict[str, IdentifierKind]:
+        """The identifier fields and their kinds (``identifiers``, normalized)."""
+        return dict(self.identifiers)  # type: ignore[arg-type]  # normalized in __post_init__
+
     def field_type(self, name: str) -> FieldType:
         return self.fields[name]
 

@@ -9,6 +9,7 @@ from typing import Any
 from crmfs.definitions.entity import Entity
 from crmfs.definitions.features import Aggregation, Latest, WindowFeature
 from crmfs.definitions.filters import Compare, Expr, IsIn
+from crmfs.definitions.identifiers import GOLDEN_ID
 from crmfs.definitions.metadata import Sensitivity, check_name, check_tags, coerce_sensitivity
 from crmfs.definitions.source import EventSource
 from crmfs.definitions.types import FieldType
@@ -66,18 +67,11 @@ class FeatureView:
         if not isinstance(self.source, EventSource):
             raise DefinitionError(label, "source", "must be an EventSource")
         schema = self.source.fields
-        key_field = self.key_field or self.entity.join_key
-        if key_field not in schema:
-            raise DefinitionError(
-                label, "key_field", f"{key_field!r} is not in source {self.source.name!r}"
-            )
-        if schema[key_field] is not self.entity.dtype:
-            raise DefinitionError(
-                label,
-                "key_field",
-                f"{key_field!r} is {schema[key_field]}, entity key is {self.entity.dtype}",
-            )
-        object.__setattr__(self, "key_field", key_field)
+        if self.entity.identity:
+            self._check_identity_source(label)
+            object.__setattr__(self, "key_field", GOLDEN_ID)
+        else:
+            self._check_key_field(label, schema)
         for name in ("ttl", "freshness_sla"):
             raw = getattr(self, name)
             if raw is not None:
@@ -125,6 +119,37 @@ class FeatureView:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.window_features] + [f.name for f in self.latest_features]
+
+    def _check_identity_source(self, label: str) -> None:
+        if self.key_field is not None:
+            raise DefinitionError(
+                label,
+                "key_field",
+                f"entity {self.entity.name!r} is keyed by golden ids (identity=True): events"
+                " take their key from the identity service, not from a field",
+            )
+        if not any(kind.is_strong for kind in self.source.identifier_kinds.values()):
+            raise DefinitionError(
+                label,
+                "source",
+                f"source {self.source.name!r} declares no strong identifier (email, phone, CRM"
+                f" id ...), so its events cannot be keyed by the golden ids of entity"
+                f" {self.entity.name!r}",
+            )
+
+    def _check_key_field(self, label: str, schema: Mapping[str, FieldType]) -> None:
+        key_field = self.key_field or self.entity.join_key
+        if key_field not in schema:
+            raise DefinitionError(
+                label, "key_field", f"{key_field!r} is not in source {self.source.name!r}"
+            )
+        if schema[key_field] is not self.entity.dtype:
+            raise DefinitionError(
+                label,
+                "key_field",
+                f"{key_field!r} is {schema[key_field]}, entity key is {self.entity.dtype}",
+            )
+        object.__setattr__(self, "key_field", key_field)
 
     @property
     def ttl_seconds(self) -> int | None:

@@ -5,8 +5,11 @@
 - ``records`` and ``record_keys``: every record seen and its normalized keys;
 - ``assignments``: the golden id of each record over time, as intervals
   ``[valid_from_us, valid_to_us)`` (open-ended while current), so a record's or an
-  identifier's golden id can be read as of any time (bitemporal: the times are when crmfs
-  learned the link, from the graph's clock);
+  identifier's golden id can be read as of any time. Two time axes (bitemporal):
+  ``valid_from_us`` is when crmfs learned the assignment (the ingestion time of the batch
+  that caused it, or the operator's time), ``effective_from_us`` when it took effect in
+  event time (the event time of the record that caused it; an operator decision's own time),
+  never before the record's previous assignment took effect;
 - ``changes``: the audit trail, one row per new cluster, join, merge and split, with the
   record that caused it, the ids retired or created, and the reason;
 - ``clusters`` and ``shared_keys``: what is needed to restore the linker exactly on open.
@@ -20,10 +23,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
 
 from crmfs.definitions import IdentifierKind
 from crmfs.errors import StorageError
@@ -36,6 +42,10 @@ from crmfs.identity.deterministic import (
 )
 from crmfs.storage.sqlite_tx import write_transaction
 
+IntervalAxis = Literal["recorded", "effective", "current"]
+UNBOUNDED_PAST = -(2**62)
+UNBOUNDED_FUTURE = 2**62
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     record_id TEXT PRIMARY KEY, seen_us INTEGER NOT NULL, keys TEXT NOT NULL);
@@ -44,7 +54,7 @@ CREATE TABLE IF NOT EXISTS record_keys (
     PRIMARY KEY (kind, value, record_id));
 CREATE TABLE IF NOT EXISTS assignments (
     record_id TEXT NOT NULL, golden_id TEXT NOT NULL, valid_from_us INTEGER NOT NULL,
-    valid_to_us INTEGER, change_seq INTEGER NOT NULL);
+    valid_to_us INTEGER, change_seq INTEGER NOT NULL, effective_from_us INTEGER);
 CREATE INDEX IF NOT EXISTS assignments_of_record ON assignments (record_id, valid_from_us);
 CREATE INDEX IF NOT EXISTS assignments_of_golden ON assignments (golden_id, valid_from_us);
 CREATE TABLE IF NOT EXISTS clusters (golden_id TEXT PRIMARY KEY, first_record TEXT NOT NULL);
@@ -90,6 +100,7 @@ class IdentityGraph:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            _add_effective_times(self._db)
         except sqlite3.Error as exc:
             raise StorageError(f"identity graph {self.path}: {exc}") from exc
         self._options: dict[str, object] = {"names_must_agree": names_must_agree}
@@ -106,15 +117,27 @@ class IdentityGraph:
         """Link and store one record; the changes it made."""
         return self.add_all([record])
 
-    def add_all(self, records: Iterable[IdentityRecord]) -> list[ClusterChange]:
-        """Link and store records one by one, all in one transaction."""
+    def add_all(
+        self,
+        records: Iterable[IdentityRecord],
+        at_us: int | None = None,
+        event_us: Mapping[str, int] | None = None,
+    ) -> list[ClusterChange]:
+        """Link and store records one by one, all in one transaction.
+
+        ``at_us`` is when crmfs learns them (default: the graph's clock), ``event_us`` the
+        event time of each record's first event, when the changes a record makes take effect
+        in event time (default: ``at_us``). Records already known change nothing."""
         with self._writing():
+            now = self._clock() if at_us is None else at_us
             made: list[ClusterChange] = []
             for record in records:
                 shared_before = self._shared_among(record)
                 changes = self.linker.add(record)
                 if changes:
-                    self._save(record, changes, self._shared_among(record) - shared_before)
+                    effective = now if event_us is None else event_us.get(record.record_id, now)
+                    newly_shared = self._shared_among(record) - shared_before
+                    self._save(record, changes, newly_shared, now, effective)
                 made += changes
             return made
 
@@ -154,7 +177,7 @@ class IdentityGraph:
                 self._db.execute(
                     "INSERT INTO operator_links VALUES (?, ?, ?, ?)", (a, b, links[pair], now)
                 )
-            self._save(None, changes, set(self._shared_keys()) - shared_before)
+            self._save(None, changes, set(self._shared_keys()) - shared_before, now, now)
             return changes
 
     def _shared_keys(self) -> list[Key]:
@@ -165,9 +188,13 @@ class IdentityGraph:
         return {key for key in record.keys if self.linker.shared_reason(key) is not None}
 
     def _save(
-        self, record: IdentityRecord | None, changes: list[ClusterChange], newly_shared: set[Key]
+        self,
+        record: IdentityRecord | None,
+        changes: list[ClusterChange],
+        newly_shared: set[Key],
+        now: int,
+        effective: int,
     ) -> None:
-        now = self._clock()
         db = self._db
         if record is not None:
             db.execute(
@@ -209,11 +236,12 @@ class IdentityGraph:
                     )
             touched = {change.golden_id, *change.created}
             for rid in {m for gid in touched for m in self.linker.members(gid)}:
-                self._assign(rid, self.linker.golden_id(rid), now, seq)
+                self._assign(rid, self.linker.golden_id(rid), now, seq, effective)
 
-    def _assign(self, record_id: str, golden_id: str, now: int, seq: int) -> None:
+    def _assign(self, record_id: str, golden_id: str, now: int, seq: int, effective: int) -> None:
         current = self._db.execute(
-            "SELECT golden_id FROM assignments WHERE record_id = ? AND valid_to_us IS NULL",
+            "SELECT golden_id, effective_from_us FROM assignments"
+            " WHERE record_id = ? AND valid_to_us IS NULL",
             (record_id,),
         ).fetchone()
         if current is not None and current[0] == golden_id:
@@ -223,8 +251,10 @@ class IdentityGraph:
                 "UPDATE assignments SET valid_to_us = ? WHERE record_id = ? AND valid_to_us IS NULL",
                 (now, record_id),
             )
+            effective = max(effective, current[1] if current[1] is not None else now)
         self._db.execute(
-            "INSERT INTO assignments VALUES (?, ?, ?, NULL, ?)", (record_id, golden_id, now, seq)
+            "INSERT INTO assignments VALUES (?, ?, ?, NULL, ?, ?)",
+            (record_id, golden_id, now, seq, effective),
         )
 
     # -- reads ---------------------------------------------------------------------------
@@ -280,11 +310,17 @@ class IdentityGraph:
     def history(self, golden_id: str) -> list[AuditEntry]:
         """Every change that made, joined, merged, retired or split ``golden_id``."""
         pattern = f'%"{golden_id}"%'
-        rows = self._db.execute(
-            "SELECT seq, at_us, kind, golden_id, record_id, retired, created, reason"
-            " FROM changes WHERE golden_id = ? OR retired LIKE ? OR created LIKE ? ORDER BY seq",
-            (golden_id, pattern, pattern),
-        ).fetchall()
+        return self._entries(
+            "golden_id = ? OR retired LIKE ? OR created LIKE ?", (golden_id, pattern, pattern)
+        )
+
+    def _entries(self, where: str, params: tuple[object, ...]) -> list[AuditEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, at_us, kind, golden_id, record_id, retired, created, reason"
+                f" FROM changes WHERE {where} ORDER BY seq",
+                params,
+            ).fetchall()
         return [
             AuditEntry(
                 int(r[0]),
@@ -298,6 +334,44 @@ class IdentityGraph:
             )
             for r in rows
         ]
+
+    def changes_after(self, seq: int) -> list[AuditEntry]:
+        """The audit trail past change ``seq``, in order (what a follower has not applied)."""
+        return self._entries("seq > ?", (seq,))
+
+    def last_change(self) -> int:
+        row = self._db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+        return int(row[0])
+
+    def intervals(self, axis: IntervalAxis, at_us: int | None = None) -> pa.Table:
+        """Every record's golden ids over time: ``record_id, golden_id, from_us, to_us``.
+
+        ``axis``: ``"recorded"`` (as crmfs learned them: what online serving used),
+        ``"effective"`` (as they took effect in event time), or ``"current"`` (one interval
+        per record: its golden id now, or as of ``at_us`` on the recorded axis). A record's
+        first interval starts at ``UNBOUNDED_PAST``: its events can only be counted from the
+        time they happened (or were ingested), which is never before the record existed.
+        Open intervals end at ``UNBOUNDED_FUTURE``.
+        """
+        if axis == "current":
+            query = _CURRENT_AT if at_us is not None else _CURRENT
+            params: tuple[int, ...] = (at_us, at_us) if at_us is not None else ()
+        elif axis in ("recorded", "effective"):
+            query = _RECORDED if axis == "recorded" else _EFFECTIVE
+            params = ()
+        else:
+            raise ValueError(f"axis must be recorded, effective or current, not {axis!r}")
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        columns: list[tuple[object, ...]] = list(zip(*rows, strict=True)) or [(), (), (), ()]
+        return pa.table(
+            {
+                "record_id": pa.array(columns[0], pa.string()),
+                "golden_id": pa.array(columns[1], pa.string()),
+                "from_us": pa.array(columns[2], pa.int64()),
+                "to_us": pa.array(columns[3], pa.int64()),
+            }
+        )
 
     # -- loading -------------------------------------------------------------------------
 
@@ -329,3 +403,42 @@ class IdentityGraph:
         return DeterministicLinker.restore(
             records, cluster_of, first_of, shared, operator_links, **self._options
         )
+
+
+# A record's first assignment reaches back without bound (see ``IdentityGraph.intervals``).
+_FIRST = "row_number() OVER (PARTITION BY record_id ORDER BY valid_from_us, change_seq) = 1"
+_RECORDED = f"""
+SELECT record_id, golden_id,
+       CASE WHEN {_FIRST} THEN {UNBOUNDED_PAST} ELSE valid_from_us END,
+       coalesce(valid_to_us, {UNBOUNDED_FUTURE})
+FROM assignments"""
+_EFFECTIVE = f"""
+SELECT record_id, golden_id, from_us, to_us FROM (
+    SELECT record_id, golden_id,
+           CASE WHEN {_FIRST} THEN {UNBOUNDED_PAST}
+                ELSE coalesce(effective_from_us, valid_from_us) END AS from_us,
+           coalesce(lead(coalesce(effective_from_us, valid_from_us)) OVER (
+               PARTITION BY record_id ORDER BY valid_from_us, change_seq), {UNBOUNDED_FUTURE})
+               AS to_us
+    FROM assignments)
+WHERE from_us < to_us"""
+_CURRENT = f"""
+SELECT record_id, golden_id, {UNBOUNDED_PAST}, {UNBOUNDED_FUTURE}
+FROM assignments WHERE valid_to_us IS NULL"""
+# As of a time: the assignment then, or the record's first one if it came later.
+_CURRENT_AT = f"""
+SELECT record_id, golden_id, {UNBOUNDED_PAST}, {UNBOUNDED_FUTURE} FROM (
+    SELECT record_id, golden_id, row_number() OVER (
+        PARTITION BY record_id
+        ORDER BY (valid_from_us <= ? AND (valid_to_us IS NULL OR valid_to_us > ?)) DESC,
+                 valid_from_us, change_seq) AS pick
+    FROM assignments)
+WHERE pick = 1"""
+
+
+def _add_effective_times(db: sqlite3.Connection) -> None:
+    """Graphs written before assignments had an effective time get the column (empty: read
+    as the recorded time)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(assignments)")}
+    if "effective_from_us" not in columns:
+        db.execute("ALTER TABLE assignments ADD COLUMN effective_from_us INTEGER")

@@ -55,12 +55,15 @@ class IngestionPipeline:
         processor: StreamProcessor,
         clock: Callable[[], int],
         identity: IdentityStep | None = None,
+        after_apply: Callable[[], object] | None = None,
     ) -> None:
         self.catalog = catalog
         self.log = log
         self.processor = processor
         self.clock = clock
         self.identity = identity or KeysAsGiven()
+        # Run once a batch is applied online (the identity follower: merges and splits).
+        self.after_apply = after_apply
 
     def source(self, name: str) -> EventSource:
         source = self.catalog.sources.get(name)
@@ -86,7 +89,9 @@ class IngestionPipeline:
         event_ids = checked.event_ids if checked else []
         if checked:
             rejected.extend(checked.rejected)
-        events = self.identity.resolve(source, events)
+        resolved = self.identity.resolve(source, events, event_ids, at)
+        events, event_ids = resolved.events, resolved.event_ids
+        rejected.extend(resolved.rejected)
         if events.num_rows >= OVERLAP_MIN_ROWS:
             result, prepared = self._append_while_folding(
                 source.name, events, event_ids, rejected, at
@@ -98,6 +103,8 @@ class IngestionPipeline:
         finally:
             if prepared is not None:
                 prepared.abort()  # if it was not committed (an error): the write is let go
+        if self.after_apply is not None:
+            self.after_apply()
         report = IngestReport(
             source=source.name,
             received=raw.num_rows + len(extra_rejected or []),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from crmfs.definitions import EventSource, FieldType
+from crmfs.definitions import GOLDEN_ID, IDENTITY_RECORD, EventSource, FieldType
 from crmfs.storage.event_log import EVENT_TIME, INGESTED_AT, SEQ
 
 ARROW_TYPES: dict[FieldType, pa.DataType] = {
@@ -23,6 +23,10 @@ def source_schema(source: EventSource) -> pa.Schema:
 
 
 def log_schema(source: EventSource) -> pa.Schema:
-    """The columns of a source's log segments."""
+    """The columns of a source's log segments (with the identity step's, if it declares
+    identifiers)."""
     schema = source_schema(source)
+    if source.identifiers:
+        schema = schema.append(pa.field(IDENTITY_RECORD, pa.string()))
+        schema = schema.append(pa.field(GOLDEN_ID, pa.string()))
     return schema.append(pa.field(INGESTED_AT, pa.int64())).append(pa.field(SEQ, pa.int64()))

@@ -72,6 +72,16 @@ class OnlineStore(Protocol):
 
     def watermark(self) -> Watermark: ...
 
+    def identity_mark(self) -> int:
+        """The last identity change (``IdentityGraph`` change seq) applied to the states."""
+        ...
+
+    def apply_identity(
+        self, updates: Mapping[str, Mapping[EntityKey, bytes | None]], identity_seq: int
+    ) -> None:
+        """Store blobs (None: delete the key's state) and the identity mark in one step."""
+        ...
+
     def replace_table(
         self, table: str, rows: Mapping[EntityKey, bytes], expected: Watermark
     ) -> None:

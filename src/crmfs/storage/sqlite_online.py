@@ -220,6 +220,31 @@ class SqliteOnlineStore:
                 self._watermark = Watermark() if row is None else Watermark(row[0], row[1])
             return self._watermark
 
+    def identity_mark(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM watermark WHERE name = 'identity'").fetchone()
+            return 0 if row is None else int(row[0])
+
+    def apply_identity(
+        self, updates: Mapping[str, Mapping[EntityKey, bytes | None]], identity_seq: int
+    ) -> None:
+        with self._lock:
+            with self._transaction() as db:
+                self._current_cache(self._data_version())
+                for table, rows in updates.items():
+                    _create(db, table)
+                    kept = {k: v for k, v in rows.items() if v is not None}
+                    gone = [(k,) for k, v in rows.items() if v is None]
+                    db.executemany(_upsert(table), _in_key_order(kept))
+                    db.executemany(f"DELETE FROM {_quoted(table)} WHERE key = ?", gone)
+                db.execute(
+                    "INSERT OR REPLACE INTO watermark (name, seq, ingested_at)"
+                    " VALUES ('identity', ?, 0)",
+                    (identity_seq,),
+                )
+            for table, rows in updates.items():
+                self._remember(table, {k: v or _ABSENT for k, v in rows.items()})
+
     def replace_table(
         self, table: str, rows: Mapping[EntityKey, bytes], expected: Watermark
     ) -> None:

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import duckdb
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 
 from crmfs.definitions import EventSource
 from crmfs.errors import StorageError
-from crmfs.runtimes.batch import list_pit, sql, state_blobs
+from crmfs.runtimes.batch import identity_keys, list_pit, sql, state_blobs
 from crmfs.runtimes.batch.sorted_pit import sorted_point_in_time_sql
 from crmfs.storage.arrow_schema import log_schema
 from crmfs.storage.event_log import EVENT_TIME, EventLog
@@ -67,24 +68,35 @@ class DuckDBEngine:
         self.sorted_rows_per_part = 250_000
 
     @contextmanager
-    def _events_of(self, source: EventSource) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection where ``events`` is the source's log."""
+    def _events_of(
+        self, source: EventSource, identity: IdentityMapping | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection where ``events`` is the source's log; with ``identity``, each event
+        keyed by golden id (``identity_keys``)."""
         with self._lock:
             files = [str(f) for f in self.log.segment_files(source.name)]
             db = self._db
             if files:
                 listing = ", ".join(sql.literal(f) for f in files)
-                db.execute(
-                    f"CREATE OR REPLACE TEMP VIEW events AS"
-                    f" SELECT * FROM read_parquet([{listing}], union_by_name = true)"
-                )
+                raw = f"read_parquet([{listing}], union_by_name = true)"
             else:
                 db.register("__empty_events", log_schema(source).empty_table())
-                db.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM __empty_events")
+                raw = "__empty_events"
+            if identity is not None:
+                if identity.epochs:
+                    identity_keys.register_epochs(db, identity.intervals)
+                else:
+                    identity_keys.register_current(db, identity.intervals)
+                raw = f"({identity_keys.keyed_events_sql(raw)})"
+            db.execute(f"CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM {raw}")
             try:
                 yield db
             except duckdb.Error as exc:
                 raise StorageError(f"batch query over {source.name!r} failed: {exc}") from exc
+            finally:
+                if identity is not None:
+                    db.execute("DROP VIEW IF EXISTS events")
+                    identity_keys.drop(db)
 
     def point_in_time(
         self,
@@ -92,8 +104,13 @@ class DuckDBEngine:
         entity_rows: pa.Table,
         as_served: bool,
         strategy: PitStrategy = "auto",
+        identity: pa.Table | None = None,
     ) -> pa.Table:
         """Feature columns (``plan.output_names``) for ``entity_rows(__row, __key, __t)``.
+
+        Views keyed by golden ids need ``identity``: the mapping's intervals on the time
+        axis the rows ask for (``IdentityGraph.intervals``); each row then reads the events
+        of the records its golden id had at its time.
 
         Three physical plans compute the same values (the property tests hold each to the
         reference): ``range_join`` joins each row to its key's events in the widest window;
@@ -105,7 +122,10 @@ class DuckDBEngine:
         """
         if as_served and strategy in ("lists", "sorted"):
             raise ValueError(f"the {strategy} plan answers event-time queries only, not as_served")
-        with self._events_of(plan.view.source) as db:
+        mapping = _mapping_for(plan, identity, epochs=True)
+        with self._events_of(plan.view.source, mapping) as db:
+            if mapping is not None:
+                entity_rows = identity_keys.epoch_rows(db, entity_rows)
             if strategy == "sorted":
                 return self._sorted_point_in_time(db, plan, entity_rows)
             if strategy == "lists":
@@ -179,7 +199,13 @@ class DuckDBEngine:
         )
 
     def backfill(
-        self, plan: ViewPlan, start_us: int, end_us: int, now: int, upto_seq: int
+        self,
+        plan: ViewPlan,
+        start_us: int,
+        end_us: int,
+        now: int,
+        upto_seq: int,
+        identity: pa.Table | None = None,
     ) -> pa.Table:
         """Online state per entity from log events with ``start <= event_time < end``.
 
@@ -189,8 +215,12 @@ class DuckDBEngine:
         The table has a row per entity: ``key`` and ``state``, the state as the streaming
         runtime stores it (msgpack), encoded from the queries' columns without a Python object
         per entity or value (``state_blobs``).
+
+        Views keyed by golden ids need ``identity``: one interval per record, its golden id
+        as the states should have it (``IdentityGraph.intervals("current", ...)``); a subset
+        of the records rebuilds only their golden ids.
         """
-        with self._events_of(plan.view.source) as db:
+        with self._events_of(plan.view.source, _mapping_for(plan, identity, epochs=False)) as db:
             groups = [
                 state_blobs.tile_maps(
                     db.sql(
@@ -211,6 +241,20 @@ class DuckDBEngine:
                 keys = db.sql(query).to_arrow_table().column(0).combine_chunks()
         keys, blobs = state_blobs.states(groups, latest, len(plan.latest), keys)
         return pa.table({"key": keys, "state": blobs})
+
+
+@dataclass(frozen=True)
+class IdentityMapping:
+    intervals: pa.Table
+    epochs: bool  # key each event by the epochs of its golden id (point in time)
+
+
+def _mapping_for(plan: ViewPlan, identity: pa.Table | None, epochs: bool) -> IdentityMapping | None:
+    if not plan.view.entity.identity:
+        return None
+    if identity is None:
+        raise ValueError(f"view {plan.view.name!r} is keyed by golden ids: give the identity")
+    return IdentityMapping(identity, epochs)
 
 
 def _list_work(db: duckdb.DuckDBPyConnection, entity_rows: pa.Table, key_events: pa.Table) -> int:
