@@ -26,6 +26,7 @@ from crmfs.identity.matcher import MatchSettings, ProbabilisticMatcher
 from crmfs.identity.normalize import normalize
 from crmfs.identity.probabilistic import Comparison
 from febrl_data import ensure_febrl
+from synthetic_identity_bench import run_synthetic_identity_bench
 
 # FEBRL's columns as identifier kinds; soc_sec_id is left out (it makes the task trivial).
 KINDS = {
@@ -142,8 +143,9 @@ def febrl3(data: Path) -> list[dict[str, Any]]:
 
 
 def run_identity_bench(work_dir: Path) -> list[dict[str, Any]]:
+    synthetic = run_synthetic_identity_bench(work_dir)
     data = ensure_febrl(work_dir / "febrl")
-    return febrl4(data) + febrl3(data)
+    return synthetic + febrl4(data) + febrl3(data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "febrl3_f1": (">=", 0.99),
     "identity_match_p99_ms": ("<=", 2),
     "identity_records_per_s": (">=", 20_000),
+    "synthetic_cluster_f1": (">=", 0.98),
+    "synthetic_stream_differences": ("<=", 0),
+    "golden_id_churn": ("<=", 0),
 }
 QUICK = {"customers": 10_000, "events": 100_000}
 

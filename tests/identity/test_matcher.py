@@ -152,3 +152,62 @@ def test_explanations_and_guard_rails() -> None:
     with pytest.raises(ValueError, match="blocking rule"):
         MatchSettings(COMPARISONS, ())
     assert np.isfinite(matcher.model.prior if matcher.model else np.nan)
+
+
+TF_COMPARISONS = (
+    Comparison("first", "first", "first_name", (0.92, 0.8), term_frequency=True),
+    Comparison("last", "last", "jaro_winkler", (0.92, 0.8), term_frequency=True),
+    Comparison("dob", "dob", "date"),
+    Comparison("city", "city", "exact", term_frequency=True),
+)
+
+
+def test_scores_of_every_candidate_batch_and_one_at_a_time() -> None:
+    columns, owner = _records(14)
+    settings = MatchSettings(TF_COMPARISONS, (FIRST, LAST, DOB), max_block=10_000)
+    matcher = ProbabilisticMatcher(settings)
+    _, scored = matcher.fit_and_score(columns)
+    _, linked = ProbabilisticMatcher(settings).fit_and_link(columns)
+    assert (scored.probabilities < 0.5).any()  # below the threshold too
+    keep = scored.probabilities >= 0.5
+    assert np.array_equal(scored.pairs[keep], linked.pairs)
+    batch = {
+        (int(i), int(j)): float(p)
+        for (i, j), p in zip(scored.pairs.tolist(), scored.probabilities, strict=True)
+    }
+    # One at a time with the same model (term frequencies included): the same scores.
+    stream = ProbabilisticMatcher(settings, model=matcher.model)
+    streamed = {}
+    for j in range(len(owner)):
+        record = {name: values[j] for name, values in columns.items()}
+        streamed.update({(i, j): p for i, p in stream.score(record)})
+    assert streamed.keys() == batch.keys()
+    assert all(streamed[k] == pytest.approx(batch[k]) for k in batch)
+
+
+def test_m_from_pairs_known_to_match() -> None:
+    columns, owner = _records(15)
+    known = np.array(
+        [
+            (i, j)
+            for i in range(len(owner))
+            for j in range(i + 1, len(owner))
+            if owner[i] == owner[j] and i % 3 == 0
+        ],
+        dtype=np.int64,
+    )
+    matcher = ProbabilisticMatcher(MatchSettings(TF_COMPARISONS, (FIRST, LAST, DOB)))
+    report = matcher.fit(columns, known_matches=known)
+    assert report.iterations == 0
+    assert matcher.model is not None
+    # Known matches mostly agree exactly on first names; the prior is over all pairs.
+    assert matcher.model.m["first"][-1] > 0.6
+    n = len(owner)
+    assert matcher.model.prior < 2 * len(owner) / (n * (n - 1) / 2)
+    _, found = matcher.fit_and_link(columns, known_matches=known)
+    truth = {
+        (i, j) for i in range(len(owner)) for j in range(i + 1, len(owner)) if owner[i] == owner[j]
+    }
+    pairs = {tuple(p) for p in found.pairs.tolist()}
+    assert len(pairs & truth) / len(truth) > 0.9
+    assert len(pairs & truth) / len(pairs) > 0.9

@@ -8,9 +8,12 @@ import pytest
 
 from crmfs.definitions import IdentifierKind
 from crmfs.identity.normalize import (
+    email_name_parts,
+    email_organisation,
     first_name_forms,
     normalize,
     normalize_address,
+    normalize_company,
     normalize_date_of_birth,
     normalize_email,
     normalize_name,
@@ -110,3 +113,31 @@ def test_normalize_dispatches_on_the_kind() -> None:
     assert normalize(IdentifierKind.DATE_OF_BIRTH, date(2001, 1, 2)) == "2001-01-02"
     assert normalize(IdentifierKind.COOKIE_ID, "") is None
     assert normalize(IdentifierKind.EMAIL, None) is None
+
+
+@pytest.mark.parametrize(
+    ("email", "first", "expected"),
+    [
+        ("nora.park@inboxly.com", "nora", ("nora", "park")),
+        ("park_nora7@inboxly.com", "nora", ("nora", "park")),
+        ("norapark@x.com", "nora", ("nora", "park")),
+        ("robertrossi6@x.org", "bobby", ("robert", "rossi")),
+        ("npark@acme.com", "nora", (None, "park")),
+        ("nora@acme.com", "nora", ("nora", None)),
+        ("castillo.robert@x.io", None, ("robert", "castillo")),
+        ("info@acme.com", "nora", (None, None)),
+        (None, "nora", (None, None)),
+    ],
+)
+def test_names_an_address_spells(
+    email: str | None, first: str | None, expected: tuple[str | None, str | None]
+) -> None:
+    assert email_name_parts(email, first) == expected
+
+
+def test_company_names_and_the_organisation_of_an_address() -> None:
+    assert normalize_company("Horizon Travel, LLC") == normalize_company("HorizonTravel")
+    assert normalize_company("Horizon Travel, LLC") == "horizontravel"
+    assert normalize_company("LLC") == "llc"  # a legal form alone stays
+    assert email_organisation("jane@horizontravel.co.uk") == "horizontravel"
+    assert email_organisation("not an address") is None

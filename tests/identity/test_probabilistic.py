@@ -160,3 +160,40 @@ def test_one_against_many_gives_what_pairs_give(comparison: Comparison) -> None:
             comparison.compare_one(value, others).tolist()
             == comparison.compare([value] * len(others), others).tolist()
         )
+
+
+def test_first_names_that_are_nicknames_of_one_another_have_their_own_level() -> None:
+    first = Comparison("first", "first", "first_name", (0.92, 0.8))
+    assert first.levels == 5
+    levels = first.compare(
+        ["robert", "robert", "robert", "robert"], ["robert", "bob", "rob", "zoe"]
+    )
+    assert levels.tolist() == [4, 3, 3, 0]
+    # One record against many: the same levels.
+    assert first.compare_one("robert", ["robert", "bob", "rob", "zoe"]).tolist() == [4, 3, 3, 0]
+
+
+def test_term_frequencies_weigh_agreement_on_rare_values_more() -> None:
+    last = Comparison("last", "last", "exact", term_frequency=True)
+    model = FellegiSunter((last,))
+    model.fit_tf({"last": ["smith"] * 8 + ["zylstra", "okafor"]})
+    assert model.tf["last"]["smith"] == pytest.approx(0.8)
+    levels = np.array([[1], [1]], dtype=np.int8)
+    adjustment = model.tf_adjustment_one({"last": "smith"}, levels)
+    rare = model.tf_adjustment_one({"last": "zylstra"}, levels)
+    assert adjustment is not None
+    assert rare is not None
+    assert rare[0] > adjustment[0]
+    p_common = model.probabilities(levels[:1], adjustment[:1])[0]
+    p_rare = model.probabilities(levels[:1], rare[:1])[0]
+    assert p_rare > p_common
+    # Kept through JSON.
+    again = FellegiSunter.from_json(model.to_json())
+    assert again.tf == model.tf
+    assert again.comparisons == model.comparisons
+
+
+def test_m_from_known_matches() -> None:
+    model = FellegiSunter((Comparison("city", "city", "exact"),))
+    model.fit_m(np.array([[1], [1], [1], [0], [-1]], dtype=np.int8))
+    assert model.m["city"] == pytest.approx([0.25, 0.75])

@@ -3,6 +3,9 @@
 ``ProbabilisticMatcher.fit`` estimates the model on a set of records without labels;
 ``link`` then returns the matching pairs of a whole set (a first load, or two data sets);
 ``index`` + ``match`` compare one new record at a time with those seen before.
+``fit_and_score`` and ``score`` give every candidate pair with its probability, below the
+threshold too, for clustering (``crmfs.identity.clustering``), which needs to know which
+pairs the model found unlikely.
 
 Records are columns of normalized values (``crmfs.identity.normalize``), one list per
 column, None where a value is missing.
@@ -64,20 +67,46 @@ class ProbabilisticMatcher:
     _size: int = field(default=0, init=False)
     _index: BlockingIndex | None = field(default=None, init=False)
 
-    def fit(self, columns: Columns, sides: Sequence[int] | None = None) -> FitReport:
+    def fit(
+        self,
+        columns: Columns,
+        sides: Sequence[int] | None = None,
+        known_matches: np.ndarray | None = None,
+    ) -> FitReport:
         """Estimate the model from ``columns``: u from random pairs, then EM over the
-        candidate pairs. With ``sides``, pairs are taken across two data sets only."""
-        return self._fit(columns, sides)[2]
+        candidate pairs. With ``sides``, pairs are taken across two data sets only.
+
+        ``known_matches`` (pairs of positions, ``n x 2``), when given, are pairs some other
+        evidence already links, such as the deterministic layer's strong keys: ``m`` is then
+        their share of each level instead of an EM estimate. Where people who are not one
+        person often agree on several fields (colleagues, households), EM alone may take
+        them for the matches; pairs linked by an email or a phone do not."""
+        return self._fit(columns, sides, known_matches)[2]
 
     def fit_and_link(
-        self, columns: Columns, sides: Sequence[int] | None = None
+        self,
+        columns: Columns,
+        sides: Sequence[int] | None = None,
+        known_matches: np.ndarray | None = None,
     ) -> tuple[FitReport, Matches]:
         """``fit``, then ``link`` the same records, comparing each candidate pair once."""
-        pairs, levels, report = self._fit(columns, sides)
-        return report, self._matches(pairs, self._fitted().probabilities(levels))
+        report, scored = self.fit_and_score(columns, sides, known_matches)
+        return report, self._matches(scored.pairs, scored.probabilities)
+
+    def fit_and_score(
+        self,
+        columns: Columns,
+        sides: Sequence[int] | None = None,
+        known_matches: np.ndarray | None = None,
+    ) -> tuple[FitReport, Matches]:
+        """``fit``, then every candidate pair of the same records with its probability."""
+        pairs, levels, report = self._fit(columns, sides, known_matches)
+        model = self._fitted()
+        adjustment = model.tf_adjustment_coded(_coded(model, columns), levels, pairs[:, 0])
+        return report, Matches(pairs, model.probabilities(levels, adjustment))
 
     def _fit(
-        self, columns: Columns, sides: Sequence[int] | None
+        self, columns: Columns, sides: Sequence[int] | None, known: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, FitReport]:
         model = FellegiSunter(self.settings.comparisons)
         n = _length(columns)
@@ -90,9 +119,23 @@ class ProbabilisticMatcher:
             left = rng.choice(np.flatnonzero(side == 0), self.settings.random_pairs)
             right = rng.choice(np.flatnonzero(side == 1), self.settings.random_pairs)
         coded = _coded(model, columns)
+        model.fit_tf(columns)
         model.fit_u(model.levels_coded(coded, left, right))
         pairs = self._candidates(columns, sides)
         levels = model.levels_coded(coded, pairs[:, 0], pairs[:, 1])
+        if known is not None and len(known):
+            model.fit_m(model.levels_coded(coded, known[:, 0], known[:, 1]))
+            model.fit_prior(levels)
+            # EM gave the share of matches among the candidates; u (random pairs) reads
+            # the weights as if among all pairs, so the prior is taken over all pairs too,
+            # every match being among the candidates.
+            everyone = n * (n - 1) / 2
+            if sides is not None:
+                on = np.asarray(sides)
+                everyone = float(np.sum(on == 0)) * float(np.sum(on == 1))
+            model.prior = max(model.prior * len(pairs) / max(everyone, 1.0), 1e-9)
+            self.model = model
+            return pairs, levels, FitReport(len(pairs), 0, model.prior)
         # m: EM over each rule's candidates without the rule's own columns, then averaged.
         start = {c.name: list(model.m[c.name]) for c in model.comparisons}
         estimates: dict[str, list[list[float]]] = {c.name: [] for c in model.comparisons}
@@ -123,8 +166,10 @@ class ProbabilisticMatcher:
         """The candidate pairs of ``columns`` at or above the threshold."""
         model = self._fitted()
         pairs = self._candidates(columns, sides)
-        levels = model.levels_coded(_coded(model, columns), pairs[:, 0], pairs[:, 1])
-        return self._matches(pairs, model.probabilities(levels))
+        coded = _coded(model, columns)
+        levels = model.levels_coded(coded, pairs[:, 0], pairs[:, 1])
+        adjustment = model.tf_adjustment_coded(coded, levels, pairs[:, 0])
+        return self._matches(pairs, model.probabilities(levels, adjustment))
 
     def index(self, columns: Columns) -> None:
         """Remember ``columns`` (records 0..n-1) for ``match``."""
@@ -140,6 +185,15 @@ class ProbabilisticMatcher:
     def match(self, record: Mapping[str, str | None]) -> list[tuple[int, float]]:
         """Records seen before that ``record`` matches, best first, as (position,
         probability); ``record`` is then remembered as the next position."""
+        return [
+            (i, q)
+            for i, q in sorted(self.score(record), key=lambda item: -item[1])
+            if q >= self.settings.threshold
+        ]
+
+    def score(self, record: Mapping[str, str | None]) -> list[tuple[int, float]]:
+        """Every candidate seen before for ``record`` with its probability, by position;
+        ``record`` is then remembered as the next position."""
         model = self._fitted()
         if self._index is None:
             self.index({name: [] for name in self._needed()})
@@ -149,15 +203,9 @@ class ProbabilisticMatcher:
         if candidates:
             at = np.asarray(candidates, dtype=np.int64)
             others = {c: self._columns[c][at] for c in self._needed()}
-            p = model.probabilities(model.levels_one(record, others))
-            found = sorted(
-                (
-                    (i, float(q))
-                    for i, q in zip(candidates, p, strict=True)
-                    if q >= self.settings.threshold
-                ),
-                key=lambda item: -item[1],
-            )
+            levels = model.levels_one(record, others)
+            p = model.probabilities(levels, model.tf_adjustment_one(record, levels))
+            found = [(i, float(q)) for i, q in zip(candidates, p, strict=True)]
         position = self._size
         for name, values in self._columns.items():
             if position == len(values):  # full: double the room

@@ -224,3 +224,72 @@ def _normalize(kind: IdentifierKind, value: object, default_region: str) -> str 
                 return normalize_date_of_birth(value)
             return normalize_date_of_birth(str(value))
     return normalize_id(str(value))
+
+
+# Local parts of shared mailboxes, which name a function, not a person.
+ROLE_MAILBOXES = frozenset(
+    {
+        "info", "sales", "contact", "office", "admin", "support", "hello", "team", "help",
+        "marketing", "billing", "accounts", "enquiries", "inquiries", "hr", "jobs", "careers",
+        "mail", "noreply", "no-reply", "webmaster", "service", "orders", "press",
+    }
+)  # fmt: skip
+_LOCAL_SEPARATORS = re.compile(r"[._\-+]+")
+# Legal forms dropped from company names (compared as plain text, last word only).
+_LEGAL_FORMS = frozenset(
+    {"inc", "llc", "ltd", "limited", "corp", "corporation", "co", "gmbh", "sa", "ag", "plc",
+     "bv", "srl", "pty", "lp", "llp", "company"}
+)  # fmt: skip
+
+
+def email_name_parts(email: str | None, first_name: str | None = None) -> tuple[str | None, ...]:
+    """The (first, last) names a normalized address's local part spells, where it does:
+    ``jane.doe``, ``doe_jane``, ``janedoe`` or ``jdoe`` with ``first_name`` ``jane``; digits
+    at the end are dropped. Shared mailboxes (``info@``) spell nothing. A part that cannot be
+    told is None. Without ``first_name``, a two-word local part is read first name first
+    unless its second word is a known given name or nickname."""
+    if not email or "@" not in email:
+        return (None, None)
+    local = email.partition("@")[0].rstrip("0123456789")
+    if not local or local in ROLE_MAILBOXES:
+        return (None, None)
+    words = [w for w in _LOCAL_SEPARATORS.split(local) if w]
+    forms = first_name_forms(first_name) if first_name else frozenset()
+    if len(words) == 2:
+        a, b = words
+        if b in forms or (not forms and a not in _KNOWN_FIRST and b in _KNOWN_FIRST):
+            return (b, a)
+        return (a, b)
+    if len(words) != 1:
+        return (None, None)
+    word = words[0]
+    for form in sorted(forms, key=len, reverse=True):
+        if word == form:
+            return (form, None)
+        if word.startswith(form) and len(word) - len(form) >= 2:
+            return (form, word[len(form) :])
+    if first_name and word[0] == first_name[0] and len(word) >= 4:
+        return (None, word[1:])  # an initial and the last name
+    return (None, None)
+
+
+def normalize_company(value: str) -> str | None:
+    """A company name as one squashed word without its legal form (``Acme Data, Inc.`` ->
+    ``acmedata``), so that typed variants of one name compare equal."""
+    words = plain_text(value).split()
+    while len(words) > 1 and words[-1] in _LEGAL_FORMS:
+        words.pop()
+    return "".join(words) or None
+
+
+def email_organisation(email: str | None) -> str | None:
+    """The organisation an address's domain names, as ``normalize_company`` writes it:
+    ``jane@acmedata.co.uk`` -> ``acmedata``. Free mail providers name no organisation, but
+    are not told apart here: weigh agreement by how common the value is (term frequencies)."""
+    if not email or "@" not in email:
+        return None
+    labels = email.rpartition("@")[2].split(".")
+    return labels[0] or None
+
+
+_KNOWN_FIRST = frozenset(NICKNAMES) | frozenset(g for forms in NICKNAMES.values() for g in forms)

@@ -12,6 +12,11 @@ maximisation over the candidate pairs of each blocking rule in turn, leaving out
 comparisons of the rule's own columns, and averaged over the rules; ``lambda`` (the share of
 matches among all candidate pairs) last, by EM with ``m`` and ``u`` held. Similarities are
 computed in bulk by rapidfuzz.
+
+**Term frequencies.** A comparison with ``term_frequency`` weighs an exact agreement by how
+common the shared value is: agreeing on a surname one record in five carries is weak evidence,
+on one carried by two records strong. The value's share among the fitted records replaces
+``u`` of the exact level for that pair (the model's ``tf``); EM itself runs without it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import numpy as np
 import pandas as pd
 from rapidfuzz import distance, process
 
-Method = Literal["exact", "jaro_winkler", "ratio", "date"]
+from crmfs.identity.normalize import first_name_forms
+
+Method = Literal["exact", "jaro_winkler", "ratio", "date", "first_name"]
 MISSING = -1
 _FLOOR = 1e-6  # no probability is taken as exactly 0 or 1
 
@@ -39,19 +46,42 @@ class Comparison:
     ``thresholds`` are similarity cut-offs in decreasing order (0..1): level ``len + 1`` is
     an exact match, level ``len - i`` a similarity at or above ``thresholds[i]``, level 0
     anything else. ``date`` compares ``YYYY-MM-DD`` strings: exact, or one of day, month
-    and year differing (a typo) or day and month swapped, else disagreement.
+    and year differing (a typo) or day and month swapped, else disagreement. ``first_name``
+    is Jaro-Winkler with one more level below exact: the names are nicknames of one another
+    (``bob`` and ``robert``).
     """
 
     name: str
     column: str
     method: Method = "jaro_winkler"
     thresholds: tuple[float, ...] = ()
+    term_frequency: bool = False
 
     @property
     def levels(self) -> int:
         if self.method == "date":
             return 3
-        return len(self.thresholds) + 2
+        return len(self.thresholds) + 2 + (self.method == "first_name")
+
+    def _similar_levels(self, value: str, others: Sequence[str]) -> np.ndarray:
+        """Levels below exact of ``value`` against each of ``others`` (all present, none
+        equal to it)."""
+        return self._levels_of([value] * len(others), others, workers=1)
+
+    def _levels_of(self, left: Sequence[str], right: Sequence[str], workers: int) -> np.ndarray:
+        similarity = process.cpdist(left, right, scorer=_SCORERS[self.method], workers=workers)
+        level = np.zeros(len(left), dtype=np.int8)
+        for i, cut in enumerate(self.thresholds):
+            found = (level == 0) & (similarity >= cut)
+            level[found] = len(self.thresholds) - i
+        if self.method == "first_name":
+            nick = np.fromiter(
+                (bool(_forms(a) & _forms(b)) for a, b in zip(left, right, strict=True)),
+                bool,
+                len(left),
+            )
+            level[nick] = len(self.thresholds) + 1
+        return level
 
     def compare(self, left: Sequence[str | None], right: Sequence[str | None]) -> np.ndarray:
         """The level of each pair ``(left[i], right[i])``, ``MISSING`` where a side is
@@ -84,14 +114,7 @@ class Comparison:
                 near = [_near_parts(mine, _date_parts(other)) for other in rest[inexact]]
                 out[inexact] = np.asarray(near, dtype=np.int8)
             return out
-        similarity = process.cdist(
-            [value], list(rest[inexact]), scorer=_SCORERS[self.method], workers=1
-        )[0]
-        level = np.zeros(len(inexact), dtype=np.int8)
-        for i, cut in enumerate(self.thresholds):
-            found = (level == 0) & (similarity >= cut)
-            level[found] = len(self.thresholds) - i
-        out[inexact] = level
+        out[inexact] = self._similar_levels(value, list(rest[inexact]))
         return out
 
     def compare_coded(self, coded: Coded, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -117,16 +140,7 @@ class Comparison:
             level = coded.near_dates(a, b).astype(np.int8)
         else:
             workers = -1 if len(distinct) >= _PARALLEL_PAIRS else 1
-            similarity = process.cpdist(
-                list(coded.values[a]),
-                list(coded.values[b]),
-                scorer=_SCORERS[self.method],
-                workers=workers,
-            )
-            level = np.zeros(len(distinct), dtype=np.int8)
-            for i, cut in enumerate(self.thresholds):
-                found = (level == 0) & (similarity >= cut)
-                level[found] = len(self.thresholds) - i
+            level = self._levels_of(list(coded.values[a]), list(coded.values[b]), workers)
         out[inexact] = level[back]
         return out
 
@@ -180,8 +194,14 @@ _PARALLEL_PAIRS = 20_000
 
 _SCORERS: dict[str, Any] = {
     "jaro_winkler": distance.JaroWinkler.normalized_similarity,
+    "first_name": distance.JaroWinkler.normalized_similarity,
     "ratio": distance.Indel.normalized_similarity,
 }
+
+
+@functools.lru_cache(maxsize=65_536)
+def _forms(name: str) -> frozenset[str]:
+    return first_name_forms(name)
 
 
 @dataclass
@@ -192,6 +212,8 @@ class FellegiSunter:
     m: dict[str, list[float]] = field(default_factory=dict)
     u: dict[str, list[float]] = field(default_factory=dict)
     prior: float = 1e-4
+    # Per term-frequency comparison: each value's share among the fitted records' values.
+    tf: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for c in self.comparisons:
@@ -223,9 +245,62 @@ class FellegiSunter:
         columns = [c.compare_coded(coded[c.column], left, right) for c in self.comparisons]
         return np.stack(columns, axis=1)
 
-    def weights(self, levels: np.ndarray) -> np.ndarray:
-        """The match weight (log2 odds) of each pair of ``levels``."""
+    def fit_tf(self, columns: Mapping[str, Sequence[str | None]]) -> None:
+        """The term frequencies of the ``term_frequency`` comparisons' columns."""
+        for c in self.comparisons:
+            if c.term_frequency:
+                values = pd.Series(list(columns[c.column]), dtype=object)
+                shares = values[values.astype(bool)].value_counts(normalize=True)
+                self.tf[c.name] = {str(k): float(v) for k, v in shares.items()}
+
+    def tf_adjustment_coded(
+        self, coded: Mapping[str, Coded], levels: np.ndarray, left: np.ndarray
+    ) -> np.ndarray | None:
+        """Extra weight of each pair for the value it agrees on exactly (see the module's
+        doc); ``left`` is the first record of each pair of ``levels``. None: no
+        term-frequency comparison."""
+        total: np.ndarray | None = None
+        for j, c in enumerate(self.comparisons):
+            if not (c.term_frequency and c.name in self.tf):
+                continue
+            column = coded[c.column]
+            table = self._tf_table(c, column.values)
+            exact = levels[:, j] == c.levels - 1
+            if total is None:
+                total = np.zeros(len(levels))
+            total[exact] += table[column.codes[left[exact]]]
+        return total
+
+    def tf_adjustment_one(
+        self, record: Mapping[str, str | None], levels: np.ndarray
+    ) -> np.ndarray | None:
+        """Like ``tf_adjustment_coded``, for one record against several."""
+        total: np.ndarray | None = None
+        for j, c in enumerate(self.comparisons):
+            if not (c.term_frequency and c.name in self.tf):
+                continue
+            value = record.get(c.column)
+            if total is None:
+                total = np.zeros(len(levels))
+            if value:
+                total[levels[:, j] == c.levels - 1] += self._tf_weight(c, str(value))
+        return total
+
+    def _tf_table(self, c: Comparison, values: np.ndarray) -> np.ndarray:
+        return np.array([self._tf_weight(c, str(v)) for v in values], dtype=np.float64)
+
+    def _tf_weight(self, c: Comparison, value: str) -> float:
+        shares = self.tf[c.name]
+        rarest = min(shares.values(), default=1.0)
+        u_exact = self.u[c.name][c.levels - 1]
+        return math.log2(u_exact / max(shares.get(value, rarest), _FLOOR))
+
+    def weights(self, levels: np.ndarray, adjustment: np.ndarray | None = None) -> np.ndarray:
+        """The match weight (log2 odds) of each pair of ``levels``, plus ``adjustment``
+        (term frequencies) where given."""
         total = np.full(len(levels), math.log2(self.prior / (1 - self.prior)))
+        if adjustment is not None:
+            total += adjustment
         for j, c in enumerate(self.comparisons):
             table = np.log2(np.asarray(self.m[c.name]) / np.asarray(self.u[c.name]))
             column = levels[:, j]
@@ -233,10 +308,10 @@ class FellegiSunter:
             total[present] += table[column[present]]
         return total
 
-    def probabilities(self, levels: np.ndarray) -> np.ndarray:
+    def probabilities(self, levels: np.ndarray, adjustment: np.ndarray | None = None) -> np.ndarray:
         # 1 / (1 + 2**-w) stays finite for weights of any size (2**-w at most inf -> 0).
         with np.errstate(over="ignore"):
-            inverse_odds: np.ndarray = np.exp2(-self.weights(levels))
+            inverse_odds: np.ndarray = np.exp2(-self.weights(levels, adjustment))
         return 1.0 / (1.0 + inverse_odds)
 
     def contributions(self, levels: np.ndarray) -> dict[str, float]:
@@ -252,6 +327,11 @@ class FellegiSunter:
         """``u`` from the levels of random pairs (taken as non-matches)."""
         for j, c in enumerate(self.comparisons):
             self.u[c.name] = _distribution(levels[:, j], c.levels, None)
+
+    def fit_m(self, levels: np.ndarray) -> None:
+        """``m`` from the levels of pairs known to match."""
+        for j, c in enumerate(self.comparisons):
+            self.m[c.name] = _distribution(levels[:, j], c.levels, None)
 
     def fit_em(
         self,
@@ -311,12 +391,14 @@ class FellegiSunter:
                         "column": c.column,
                         "method": c.method,
                         "thresholds": list(c.thresholds),
+                        "term_frequency": c.term_frequency,
                     }
                     for c in self.comparisons
                 ],
                 "m": self.m,
                 "u": self.u,
                 "prior": self.prior,
+                "tf": self.tf,
             },
             sort_keys=True,
         )
@@ -325,10 +407,18 @@ class FellegiSunter:
     def from_json(cls, text: str) -> FellegiSunter:
         data = json.loads(text)
         comparisons = tuple(
-            Comparison(c["name"], c["column"], c["method"], tuple(c["thresholds"]))
+            Comparison(
+                c["name"],
+                c["column"],
+                c["method"],
+                tuple(c["thresholds"]),
+                c.get("term_frequency", False),
+            )
             for c in data["comparisons"]
         )
-        return cls(comparisons, m=data["m"], u=data["u"], prior=data["prior"])
+        return cls(
+            comparisons, m=data["m"], u=data["u"], prior=data["prior"], tf=data.get("tf", {})
+        )
 
 
 def _patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
