@@ -1,4 +1,5 @@
-"""``crmfs``: init, plan, apply, ingest, get, materialize, parity, quarantine, generate, demo."""
+"""``crmfs``: init, plan, apply, ingest, get, materialize, parity, quarantine, generate, demo,
+identity (``crmfs.cli.identity_cmd``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from crmfs.cli.identity_cmd import identity_app
 from crmfs.errors import ConfigError, CrmfsError
 from crmfs.timestamps import from_micros
 
@@ -21,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(identity_app, name="identity")
 console = Console()
 err = Console(stderr=True)
 Repo = Annotated[Path, typer.Option("--repo", "-r", help="Project folder (holds crmfs.yaml)")]
