@@ -19,6 +19,7 @@ from crmfs.identity.normalize import (
     normalize_name,
     normalize_phone,
     normalize_postcode,
+    normalize_values,
     plain_text,
 )
 
@@ -141,3 +142,20 @@ def test_company_names_and_the_organisation_of_an_address() -> None:
     assert normalize_company("LLC") == "llc"  # a legal form alone stays
     assert email_organisation("jane@horizontravel.co.uk") == "horizontravel"
     assert email_organisation("not an address") is None
+
+
+def test_dates_of_birth_read_without_strptime_agree_with_it() -> None:
+    # Eight digits take a fast path; what it refuses goes to strptime as before.
+    assert normalize_date_of_birth("20000229") == "2000-02-29"
+    assert normalize_date_of_birth("19000229") is None  # no 29 February in 1900
+    assert normalize_date_of_birth(" 19560909 ") == "1956-09-09"
+    assert normalize_date_of_birth("1956909") == "1956-09-09"  # strptime reads it so
+
+
+def test_normalize_values_is_normalize_of_each_value() -> None:
+    raw = ["Bob", None, "  bob ", "Ødegård", "", "Bob", 42]
+    got = normalize_values(IdentifierKind.FIRST_NAME, raw)
+    assert got == [normalize(IdentifierKind.FIRST_NAME, v) for v in raw]
+    assert got[:3] == ["bob", None, "bob"]
+    unhashable: list[object] = [["x"], "Jo"]
+    assert normalize_values(IdentifierKind.EXTERNAL_ID, unhashable) == ["['x']", "Jo"]

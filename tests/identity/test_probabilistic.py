@@ -197,3 +197,16 @@ def test_m_from_known_matches() -> None:
     model = FellegiSunter((Comparison("city", "city", "exact"),))
     model.fit_m(np.array([[1], [1], [1], [0], [-1]], dtype=np.int8))
     assert model.m["city"] == pytest.approx([0.25, 0.75])
+
+
+def test_dates_read_in_bulk_as_one_at_a_time() -> None:
+    from crmfs.identity.probabilistic import Coded, _date_parts
+
+    values = ["1956-09-09", "1956-9-09", "abcd-ef-gh", "2001-12-31", None, "", "x" * 10]
+    values += ["１９５６-09-09", "-956-09-09", "0000-00-00", "19560909"]
+    coded = Coded.of(values)
+    assert coded.date_parts.tolist() == [list(_date_parts(v)) for v in coded.values]
+    dob = Comparison("dob", "dob", "date")
+    left, right = values, list(reversed(values))
+    one = [dob.compare_one(a, [b])[0] for a, b in zip(left, right, strict=True)]
+    assert dob.compare(left, right).tolist() == one

@@ -5,7 +5,8 @@ non-empty values in all of them. The candidates are the union over the rules. A 
 sharing one key) larger than ``max_block`` is skipped: a key that common (a popular first name,
 a big city's postcode) proposes mostly strangers, and pairs grow with its square.
 
-``candidate_pairs`` finds the pairs of a whole set of records at once, with DuckDB;
+``candidate_pairs`` finds the pairs of a whole set of records at once (records sorted by block,
+each block's pairs enumerated with numpy; the rules' pairs united as packed integers);
 ``BlockingIndex`` keeps the blocks in memory and answers for one new record at a time.
 """
 
@@ -14,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
-import pyarrow as pa
+import pandas as pd
 
 _SEPARATOR = "\x1f"
 DEFAULT_MAX_BLOCK = 200
@@ -47,37 +47,92 @@ def candidate_pairs(
     max_block: int = DEFAULT_MAX_BLOCK,
     sides: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Candidate pairs ``(i, j)``, ``i < j``, as an ``n x 2`` array of record positions.
+    """Candidate pairs ``(i, j)``, ``i < j``, as an ``n x 2`` array of record positions,
+    sorted.
 
     With ``sides`` (0 or 1 per record), only pairs across the two sides are proposed, for
     linking one data set to another; ``i`` is then the record of side 0.
     """
+    needed = {c for rule in rules for c in rule.columns}
+    codes = {c: value_codes(columns[c]) for c in needed}
     n = len(next(iter(columns.values()))) if columns else 0
-    side = np.zeros(n, dtype=np.int8) if sides is None else np.asarray(sides, dtype=np.int8)
-    data = {"i": np.arange(n, dtype=np.int64), "side": side}
-    data |= {f"k{r}": rule.keys(columns) for r, rule in enumerate(rules)}
-    db = duckdb.connect()
-    try:
-        db.register("records", pa.table(data))
-        across = "a.side = 0 AND b.side = 1" if sides is not None else "a.i < b.i"
-        selects = [
-            f"""SELECT a.i AS i, b.i AS j FROM records a JOIN records b ON a.k{r} = b.k{r}
-            WHERE {across} AND a.k{r} IN (
-                SELECT k{r} FROM records WHERE k{r} IS NOT NULL
-                GROUP BY k{r} HAVING count(*) <= {int(max_block)})"""
-            for r in range(len(rules))
-        ]
-        if not selects:
-            return np.zeros((0, 2), dtype=np.int64)
-        query = " UNION ".join(selects) + " ORDER BY i, j"
-        pairs = db.sql(query).to_arrow_table()
-    finally:
-        db.close()
-    return (
-        np.stack([pairs["i"].to_numpy(), pairs["j"].to_numpy()], axis=1)
-        if pairs.num_rows
-        else np.zeros((0, 2), dtype=np.int64)
-    )
+    keys = [rule_codes(rule, codes) for rule in rules]
+    return pairs_of_blocks(keys, n, max_block, sides)
+
+
+def value_codes(values: Sequence[str | None] | np.ndarray) -> np.ndarray:
+    """Each value as an integer code (equal values, equal codes); -1 for None or empty."""
+    codes, distinct = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    empty = np.flatnonzero(np.asarray(distinct, dtype=object) == "")
+    if len(empty):
+        codes[codes == empty[0]] = -1
+    return codes.astype(np.int64, copy=False)
+
+
+def rule_codes(rule: BlockingRule, codes: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each record's block under ``rule`` as an integer (-1: a column is empty), from the
+    ``value_codes`` of its columns."""
+    key = np.asarray(codes[rule.columns[0]], dtype=np.int64)
+    for column in rule.columns[1:]:
+        other = np.asarray(codes[column], dtype=np.int64)
+        missing = (key < 0) | (other < 0)
+        combined = key * (int(other.max(initial=0)) + 1) + other
+        combined[missing] = -1
+        # Renumber, so that codes stay below the number of records however many columns.
+        key = pd.factorize(combined, use_na_sentinel=False)[0].astype(np.int64)
+        key[missing] = -1
+    return key
+
+
+def pairs_of_blocks(
+    keys: Sequence[np.ndarray],
+    n: int,
+    max_block: int = DEFAULT_MAX_BLOCK,
+    sides: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """The sorted union over rules of the pairs sharing a block (``rule_codes`` per rule,
+    ``n`` records), blocks larger than ``max_block`` left out; see ``candidate_pairs``."""
+    side = None if sides is None else np.asarray(sides, dtype=np.int8)
+    found = [_block_pairs(key, max_block, side) for key in keys]
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    # One integer per pair; its sorted distinct values are the pairs sorted by (i, j). (A
+    # sort and a comparison with the neighbour: quicker here than numpy's hashing unique.)
+    packed = np.sort(np.concatenate(found))
+    packed = packed[np.r_[True, packed[1:] != packed[:-1]]] if len(packed) else packed
+    return np.stack([packed // max(n, 1), packed % max(n, 1)], axis=1)
+
+
+def _block_pairs(key: np.ndarray, max_block: int, side: np.ndarray | None) -> np.ndarray:
+    """Pairs of one rule, each packed as ``i * n + j``."""
+    n = len(key)
+    # By block, then (linking two sets) side, then position.
+    order = np.argsort(key, kind="stable") if side is None else np.lexsort((side, key))
+    order = order[key[order] >= 0]
+    block = key[order]
+    m = len(order)
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
+    sizes = np.diff(np.r_[starts, m])
+    size_of = np.repeat(sizes, sizes)
+    end = np.repeat(starts + sizes, sizes)  # each position's block end
+    at = np.arange(m)
+    if side is None:
+        low = at + 1  # the later records of the block
+    else:
+        # Side 0 records pair with the block's side 1 records, which follow them.
+        first_side = np.repeat(starts, sizes)
+        zeros = np.add.reduceat((side[order] == 0).astype(np.int64), starts)
+        low = np.where(side[order] == 0, first_side + np.repeat(zeros, sizes), end)
+    count = np.where(size_of <= max_block, end - low, 0)
+    total = int(count.sum())
+    left = np.repeat(at, count)
+    offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    right = np.repeat(low, count) + offset
+    i, j = order[left], order[right]
+    packed: np.ndarray = i.astype(np.int64) * n + j
+    return packed
 
 
 class BlockingIndex:

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crmfs.identity.blocking import DEFAULT_MAX_BLOCK, BlockingIndex, BlockingRule, candidate_pairs
+from crmfs.identity.blocking import (
+    DEFAULT_MAX_BLOCK,
+    BlockingIndex,
+    BlockingRule,
+    pairs_of_blocks,
+    rule_codes,
+)
 from crmfs.identity.probabilistic import Coded, Comparison, FellegiSunter
 
 Columns = Mapping[str, Sequence[str | None]]
@@ -100,14 +106,15 @@ class ProbabilisticMatcher:
         known_matches: np.ndarray | None = None,
     ) -> tuple[FitReport, Matches]:
         """``fit``, then every candidate pair of the same records with its probability."""
-        pairs, levels, report = self._fit(columns, sides, known_matches)
+        pairs, levels, report, coded = self._fit(columns, sides, known_matches)
         model = self._fitted()
-        adjustment = model.tf_adjustment_coded(_coded(model, columns), levels, pairs[:, 0])
+        adjustment = model.tf_adjustment_coded(coded, levels, pairs[:, 0])
         return report, Matches(pairs, model.probabilities(levels, adjustment))
 
     def _fit(
         self, columns: Columns, sides: Sequence[int] | None, known: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, FitReport]:
+    ) -> tuple[np.ndarray, np.ndarray, FitReport, dict[str, Coded]]:
+        """The candidate pairs, their levels, the report, and the coded columns."""
         model = FellegiSunter(self.settings.comparisons)
         n = _length(columns)
         rng = np.random.default_rng(self.settings.seed)
@@ -118,10 +125,11 @@ class ProbabilisticMatcher:
             side = np.asarray(sides)
             left = rng.choice(np.flatnonzero(side == 0), self.settings.random_pairs)
             right = rng.choice(np.flatnonzero(side == 1), self.settings.random_pairs)
-        coded = _coded(model, columns)
+        coded = self._coded(columns)
         model.fit_tf(columns)
         model.fit_u(model.levels_coded(coded, left, right))
-        pairs = self._candidates(columns, sides)
+        keys = self._rule_keys(coded)
+        pairs = pairs_of_blocks(keys, n, self.settings.max_block, sides)
         levels = model.levels_coded(coded, pairs[:, 0], pairs[:, 1])
         if known is not None and len(known):
             model.fit_m(model.levels_coded(coded, known[:, 0], known[:, 1]))
@@ -135,13 +143,13 @@ class ProbabilisticMatcher:
                 everyone = float(np.sum(on == 0)) * float(np.sum(on == 1))
             model.prior = max(model.prior * len(pairs) / max(everyone, 1.0), 1e-9)
             self.model = model
-            return pairs, levels, FitReport(len(pairs), 0, model.prior)
+            return pairs, levels, FitReport(len(pairs), 0, model.prior), coded
         # m: EM over each rule's candidates without the rule's own columns, then averaged.
         start = {c.name: list(model.m[c.name]) for c in model.comparisons}
         estimates: dict[str, list[list[float]]] = {c.name: [] for c in model.comparisons}
         iterations = 0
-        for rule in self.settings.rules:
-            chosen = self._chosen_by(rule, columns, pairs)
+        for rule, key in zip(self.settings.rules, keys, strict=True):
+            chosen = self._chosen_by(key, pairs)
             if not chosen.any():
                 continue
             blocked = frozenset(c.name for c in model.comparisons if c.column in rule.columns)
@@ -156,7 +164,7 @@ class ProbabilisticMatcher:
         }
         model.fit_prior(levels)
         self.model = model
-        return pairs, levels, FitReport(len(pairs), iterations, model.prior)
+        return pairs, levels, FitReport(len(pairs), iterations, model.prior), coded
 
     def _matches(self, pairs: np.ndarray, probabilities: np.ndarray) -> Matches:
         keep = probabilities >= self.settings.threshold
@@ -165,8 +173,10 @@ class ProbabilisticMatcher:
     def link(self, columns: Columns, sides: Sequence[int] | None = None) -> Matches:
         """The candidate pairs of ``columns`` at or above the threshold."""
         model = self._fitted()
-        pairs = self._candidates(columns, sides)
-        coded = _coded(model, columns)
+        coded = self._coded(columns)
+        pairs = pairs_of_blocks(
+            self._rule_keys(coded), _length(columns), self.settings.max_block, sides
+        )
         levels = model.levels_coded(coded, pairs[:, 0], pairs[:, 1])
         adjustment = model.tf_adjustment_coded(coded, levels, pairs[:, 0])
         return self._matches(pairs, model.probabilities(levels, adjustment))
@@ -236,23 +246,21 @@ class ProbabilisticMatcher:
         names += [col for rule in self.settings.rules for col in rule.columns]
         return list(dict.fromkeys(names))
 
-    def _chosen_by(self, rule: BlockingRule, columns: Columns, pairs: np.ndarray) -> np.ndarray:
-        """Which of ``pairs`` (all candidates) ``rule`` alone proposes."""
-        coded = Coded.of(rule.keys(columns))
-        codes = coded.codes
-        sizes = np.bincount(codes[codes >= 0], minlength=len(coded.values))
-        usable = (codes >= 0) & (sizes[np.maximum(codes, 0)] <= self.settings.max_block)
+    def _coded(self, columns: Columns) -> dict[str, Coded]:
+        """Each column compared or blocked on, coded once for all the pairs of one call."""
+        return {name: Coded.of(columns[name]) for name in self._needed()}
+
+    def _rule_keys(self, coded: Mapping[str, Coded]) -> list[np.ndarray]:
+        codes = {name: c.codes for name, c in coded.items()}
+        return [rule_codes(rule, codes) for rule in self.settings.rules]
+
+    def _chosen_by(self, key: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """Which of ``pairs`` (all candidates) the rule of block ``key`` alone proposes."""
+        sizes = np.bincount(key[key >= 0], minlength=int(key.max(initial=0)) + 1)
+        usable = (key >= 0) & (sizes[np.maximum(key, 0)] <= self.settings.max_block)
         left, right = pairs[:, 0], pairs[:, 1]
-        chosen: np.ndarray = usable[left] & (codes[left] == codes[right])
+        chosen: np.ndarray = usable[left] & (key[left] == key[right])
         return chosen
-
-    def _candidates(self, columns: Columns, sides: Sequence[int] | None) -> np.ndarray:
-        return candidate_pairs(columns, self.settings.rules, self.settings.max_block, sides)
-
-
-def _coded(model: FellegiSunter, columns: Columns) -> dict[str, Coded]:
-    """Each compared column coded once, for all the pairs of one call."""
-    return {c.column: Coded.of(columns[c.column]) for c in model.comparisons}
 
 
 def _length(columns: Columns) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import date, datetime
 
 import phonenumbers
@@ -70,11 +71,9 @@ _ADDRESS_WORDS = {
     "saint": "st",
 }
 _DOB_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d")
-# ASCII punctuation: apostrophes and dots vanish, everything else that is not a letter or a
-# digit becomes a space.
-_ASCII_PLAIN = str.maketrans(
-    {chr(c): ("" if chr(c) in "'." else " ") for c in range(128) if not chr(c).isalnum()}
-)
+# ASCII punctuation: apostrophes and dots vanish (deleted by ``bytes.translate``), everything
+# else that is not a letter or a digit becomes a space.
+_ASCII_PLAIN = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
 # Latin letters that Unicode does not decompose into a base letter and an accent.
 _UNDECOMPOSED = str.maketrans(
     {"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
@@ -88,7 +87,8 @@ def plain_text(value: str) -> str:
     other punctuation separates words (``Mary-Jane`` -> ``mary jane``).
     """
     if value.isascii():  # the common case, at C speed
-        return " ".join(value.lower().translate(_ASCII_PLAIN).split())
+        plain = value.lower().encode().translate(_ASCII_PLAIN, b"'.")
+        return " ".join(plain.decode().split())
     decomposed = unicodedata.normalize("NFKD", value.casefold()).translate(_UNDECOMPOSED)
     kept = []
     for char in decomposed:
@@ -174,6 +174,11 @@ def normalize_date_of_birth(value: str | date | datetime) -> str | None:
     if isinstance(value, date):
         return value.isoformat()
     text = str(value).strip()
+    if text.isascii() and text.isdigit() and len(text) == 8:  # YYYYMMDD, without strptime
+        try:
+            return date(int(text[:4]), int(text[4:6]), int(text[6:])).isoformat()
+        except ValueError:
+            pass  # strptime decides
     for layout in _DOB_FORMATS:
         try:
             return datetime.strptime(text, layout).date().isoformat()
@@ -198,6 +203,23 @@ def normalize(kind: IdentifierKind, value: object, default_region: str = "US") -
     if isinstance(value, str):
         return _normalize_text(kind, value, default_region)
     return _normalize(kind, value, default_region)
+
+
+def normalize_values(
+    kind: IdentifierKind, values: Iterable[object], default_region: str = "US"
+) -> list[str | None]:
+    """``normalize`` of each of ``values``, each distinct value normalized once (a column of
+    names, cities or dates repeats many of its values)."""
+    values = list(values)
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:  # an unhashable value: one at a time
+        return [normalize(kind, value, default_region) for value in values]
+    table = {
+        value: None if value is None else _normalize(kind, value, default_region)
+        for value in distinct
+    }
+    return list(map(table.__getitem__, values))
 
 
 @functools.lru_cache(maxsize=65_536)

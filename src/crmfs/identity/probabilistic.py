@@ -131,16 +131,15 @@ class Comparison:
         inexact = np.flatnonzero(present & ~exact)
         if self.method == "exact" or len(inexact) == 0:
             return out
+        if self.method == "date":  # cheap enough per pair: no need to find distinct pairs
+            out[inexact] = coded.near_dates(lhs[inexact], rhs[inexact])
+            return out
         size = len(coded.values)
-        distinct, back = np.unique(
-            lhs[inexact].astype(np.int64) * size + rhs[inexact], return_inverse=True
-        )
+        # Distinct pairs of values by hashing (pandas), quicker than sorting them.
+        back, distinct = pd.factorize(lhs[inexact].astype(np.int64) * size + rhs[inexact])
         a, b = distinct // size, distinct % size
-        if self.method == "date":
-            level = coded.near_dates(a, b).astype(np.int8)
-        else:
-            workers = -1 if len(distinct) >= _PARALLEL_PAIRS else 1
-            level = self._levels_of(list(coded.values[a]), list(coded.values[b]), workers)
+        workers = -1 if len(distinct) >= _PARALLEL_PAIRS else 1
+        level = self._levels_of(list(coded.values[a]), list(coded.values[b]), workers)
         out[inexact] = level[back]
         return out
 
@@ -161,11 +160,39 @@ class Coded:
             codes[codes == empty[0]] = -1
         return cls(codes, values)
 
+    @functools.cached_property
+    def date_parts(self) -> np.ndarray:
+        """Year, month and day of each value read as ``YYYY-MM-DD`` (-1s where it is not
+        one): ASCII ``dddd-dd-dd`` in bulk as characters, anything else one at a time."""
+        parts = np.full((len(self.values), 3), -1, dtype=np.int64)
+        text = np.asarray(
+            [v if isinstance(v, str) and len(v) == 10 and v.isascii() else "" for v in self.values]
+        )
+        if len(text) == 0:
+            return parts
+        chars = text.astype("U10").view(np.uint32).reshape(-1, 10).astype(np.int64) - ord("0")
+        digits = np.delete(chars, (4, 7), axis=1)
+        ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
+        ok &= (chars[:, 4] == ord("-") - ord("0")) & (chars[:, 7] == ord("-") - ord("0"))
+        place = np.array([1000, 100, 10, 1, 10, 1, 10, 1])
+        weighted = digits * place
+        found = np.stack(
+            [
+                weighted[:, :4].sum(axis=1),
+                weighted[:, 4:6].sum(axis=1),
+                weighted[:, 6:].sum(axis=1),
+            ],
+            axis=1,
+        )
+        parts[ok] = found[ok]
+        for k in np.flatnonzero(~ok):
+            parts[k] = _date_parts(self.values[k])
+        return parts
+
     def near_dates(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """For value codes ``a``, ``b`` of ``YYYY-MM-DD`` dates: one of year, month and day
         differs, or day and month are swapped."""
-        parts = np.array([_date_parts(v) for v in self.values], dtype=np.int64).reshape(-1, 3)
-        pa, pb = parts[a], parts[b]
+        pa, pb = self.date_parts[a], self.date_parts[b]
         valid = (pa[:, 0] >= 0) & (pb[:, 0] >= 0)
         same = (pa == pb).sum(axis=1)
         swapped = (pa[:, 0] == pb[:, 0]) & (pa[:, 1] == pb[:, 2]) & (pa[:, 2] == pb[:, 1])
