@@ -159,3 +159,4 @@ def test_normalize_values_is_normalize_of_each_value() -> None:
     assert got[:3] == ["bob", None, "bob"]
     unhashable: list[object] = [["x"], "Jo"]
     assert normalize_values(IdentifierKind.EXTERNAL_ID, unhashable) == ["['x']", "Jo"]
+    assert normalize_values(IdentifierKind.LAST_NAME, [float("nan"), "Lee"]) == [None, "lee"]

@@ -210,3 +210,15 @@ def test_dates_read_in_bulk_as_one_at_a_time() -> None:
     left, right = values, list(reversed(values))
     one = [dob.compare_one(a, [b])[0] for a, b in zip(left, right, strict=True)]
     assert dob.compare(left, right).tolist() == one
+
+
+@pytest.mark.parametrize("distinct_values", [3, 400])
+def test_coded_levels_with_and_without_distinct_value_pairs(distinct_values: int) -> None:
+    # Few values: pairs of values are made distinct first; many: compared as they come.
+    rng = random.Random(distinct_values)
+    words = ["".join(rng.choices("abcdefgh", k=rng.randint(3, 9))) for _ in range(distinct_values)]
+    left = [rng.choice(words) for _ in range(300)]
+    right = [rng.choice([*words, None]) for _ in range(300)]
+    for comparison in (NAME, Comparison("f", "f", "first_name", (0.9,))):
+        expected = [comparison.compare_one(a, [b])[0] for a, b in zip(left, right, strict=True)]
+        assert comparison.compare(left, right).tolist() == expected

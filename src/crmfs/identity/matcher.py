@@ -38,7 +38,8 @@ class MatchSettings:
     rules: tuple[BlockingRule, ...]
     threshold: float = 0.5
     max_block: int = DEFAULT_MAX_BLOCK
-    random_pairs: int = 50_000
+    # Random pairs for u of the levels below exact (exact agreement's u is counted).
+    random_pairs: int = 20_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,8 +80,8 @@ class ProbabilisticMatcher:
         sides: Sequence[int] | None = None,
         known_matches: np.ndarray | None = None,
     ) -> FitReport:
-        """Estimate the model from ``columns``: u from random pairs, then EM over the
-        candidate pairs. With ``sides``, pairs are taken across two data sets only.
+        """Estimate the model from ``columns``: u from value counts and random pairs, then EM
+        over the candidate pairs. With ``sides``, pairs are taken across two data sets only.
 
         ``known_matches`` (pairs of positions, ``n x 2``), when given, are pairs some other
         evidence already links, such as the deterministic layer's strong keys: ``m`` is then
@@ -128,6 +129,7 @@ class ProbabilisticMatcher:
         coded = self._coded(columns)
         model.fit_tf(columns)
         model.fit_u(model.levels_coded(coded, left, right))
+        model.fit_u_exact(coded, None if sides is None else np.asarray(sides))
         keys = self._rule_keys(coded)
         pairs = pairs_of_blocks(keys, n, self.settings.max_block, sides)
         levels = model.levels_coded(coded, pairs[:, 0], pairs[:, 1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 
 import phonenumbers
@@ -209,14 +209,15 @@ def normalize_values(
     kind: IdentifierKind, values: Iterable[object], default_region: str = "US"
 ) -> list[str | None]:
     """``normalize`` of each of ``values``, each distinct value normalized once (a column of
-    names, cities or dates repeats many of its values)."""
+    names, cities or dates repeats many of its values). A float NaN (a missing value of a
+    data frame's column) is None too."""
     values = list(values)
     try:
         distinct = dict.fromkeys(values)
     except TypeError:  # an unhashable value: one at a time
         return [normalize(kind, value, default_region) for value in values]
     table = {
-        value: None if value is None else _normalize(kind, value, default_region)
+        value: None if value is None or value != value else _normalize(kind, value, default_region)
         for value in distinct
     }
     return list(map(table.__getitem__, values))
@@ -228,24 +229,24 @@ def _normalize_text(kind: IdentifierKind, value: str, default_region: str) -> st
 
 
 def _normalize(kind: IdentifierKind, value: object, default_region: str) -> str | None:
-    match kind:
-        case IdentifierKind.EMAIL:
-            return normalize_email(str(value))
-        case IdentifierKind.PHONE:
-            return normalize_phone(str(value), default_region)
-        case IdentifierKind.FIRST_NAME | IdentifierKind.LAST_NAME | IdentifierKind.FULL_NAME:
-            return normalize_name(str(value))
-        case IdentifierKind.CITY:
-            return normalize_name(str(value))
-        case IdentifierKind.ADDRESS:
-            return normalize_address(str(value))
-        case IdentifierKind.POSTCODE:
-            return normalize_postcode(str(value))
-        case IdentifierKind.DATE_OF_BIRTH:
-            if isinstance(value, date | datetime):
-                return normalize_date_of_birth(value)
-            return normalize_date_of_birth(str(value))
-    return normalize_id(str(value))
+    if kind is IdentifierKind.PHONE:
+        return normalize_phone(str(value), default_region)
+    if kind is IdentifierKind.DATE_OF_BIRTH and isinstance(value, date | datetime):
+        return normalize_date_of_birth(value)
+    return _TEXT_RULES.get(kind, normalize_id)(str(value))
+
+
+# How text of each kind is normalized (phones need a region; other kinds are opaque ids).
+_TEXT_RULES: dict[IdentifierKind, Callable[[str], str | None]] = {
+    IdentifierKind.EMAIL: normalize_email,
+    IdentifierKind.FIRST_NAME: normalize_name,
+    IdentifierKind.LAST_NAME: normalize_name,
+    IdentifierKind.FULL_NAME: normalize_name,
+    IdentifierKind.CITY: normalize_name,
+    IdentifierKind.ADDRESS: normalize_address,
+    IdentifierKind.POSTCODE: normalize_postcode,
+    IdentifierKind.DATE_OF_BIRTH: normalize_date_of_birth,
+}
 
 
 # Local parts of shared mailboxes, which name a function, not a person.

@@ -7,10 +7,11 @@ matches show that level) and ``u`` (how often non-matches do); a pair's match we
 ``log2(lambda / (1 - lambda)) + sum(log2(m / u))`` over its comparisons, and its match
 probability ``1 / (1 + 2**-weight)``.
 
-``u`` is estimated from random pairs (nearly all of them non-matches); ``m`` by expectation
-maximisation over the candidate pairs of each blocking rule in turn, leaving out the
-comparisons of the rule's own columns, and averaged over the rules; ``lambda`` (the share of
-matches among all candidate pairs) last, by EM with ``m`` and ``u`` held. Similarities are
+``u`` of exact agreement is counted from how often each value occurs; the other levels' ``u``
+from random pairs (nearly all of them non-matches); ``m`` by expectation maximisation over the
+candidate pairs of each blocking rule in turn, leaving out the comparisons of the rule's own
+columns, and averaged over the rules; ``lambda`` (the share of matches among all candidate
+pairs) last, by EM with ``m`` and ``u`` held. Similarities are
 computed in bulk by rapidfuzz.
 
 **Term frequencies.** A comparison with ``term_frequency`` weighs an exact agreement by how
@@ -120,8 +121,8 @@ class Comparison:
     def compare_coded(self, coded: Coded, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """The level of each pair of records ``(left[i], right[i])`` of one coded column.
 
-        Presence and exact agreement are integer comparisons, and a similarity is computed
-        once per distinct pair of values (names, suburbs and states repeat a lot)."""
+        Presence and exact agreement are integer comparisons; where few values make many
+        pairs (names, cities), a similarity is computed once per distinct pair of values."""
         lhs, rhs = coded.codes[left], coded.codes[right]
         out = np.full(len(lhs), MISSING, dtype=np.int8)
         present = (lhs >= 0) & (rhs >= 0)
@@ -135,11 +136,18 @@ class Comparison:
             out[inexact] = coded.near_dates(lhs[inexact], rhs[inexact])
             return out
         size = len(coded.values)
-        # Distinct pairs of values by hashing (pandas), quicker than sorting them.
-        back, distinct = pd.factorize(lhs[inexact].astype(np.int64) * size + rhs[inexact])
+        lhs, rhs = lhs[inexact], rhs[inexact]
+        workers = -1 if len(inexact) >= _PARALLEL_PAIRS else 1
+        if size * size > _REPEATS * len(inexact) and self.method != "first_name":
+            # Too many possible pairs of values for many to repeat: finding the distinct
+            # ones would cost more than it saves.
+            values = coded.values
+            out[inexact] = self._levels_of(values[lhs].tolist(), values[rhs].tolist(), workers)
+            return out
+        # Distinct pairs of values by hashing (pandas), each compared once.
+        back, distinct = pd.factorize(lhs.astype(np.int64) * size + rhs)
         a, b = distinct // size, distinct % size
-        workers = -1 if len(distinct) >= _PARALLEL_PAIRS else 1
-        level = self._levels_of(list(coded.values[a]), list(coded.values[b]), workers)
+        level = self._levels_of(coded.values[a].tolist(), coded.values[b].tolist(), workers)
         out[inexact] = level[back]
         return out
 
@@ -218,6 +226,9 @@ def _date_parts(value: object) -> tuple[int, int, int]:
 # Distinct pairs from which rapidfuzz compares on every core: below, starting threads costs
 # more than it saves.
 _PARALLEL_PAIRS = 20_000
+# Pairs of values are made distinct before comparing when there are at most this many times
+# as many possible pairs of values as pairs to compare (so repeats are many).
+_REPEATS = 4
 
 _SCORERS: dict[str, Any] = {
     "jaro_winkler": distance.JaroWinkler.normalized_similarity,
@@ -354,6 +365,29 @@ class FellegiSunter:
         """``u`` from the levels of random pairs (taken as non-matches)."""
         for j, c in enumerate(self.comparisons):
             self.u[c.name] = _distribution(levels[:, j], c.levels, None)
+
+    def fit_u_exact(self, coded: Mapping[str, Coded], sides: np.ndarray | None = None) -> None:
+        """``u`` of exact agreement computed from how often each value occurs, instead of
+        counted among random pairs: the chance that two records (of the two sides, with
+        ``sides``) hold one value, given both hold one. The other levels keep their shares
+        of the rest. Exact, where a sample of random pairs sees a rare value's agreement a
+        handful of times at most."""
+        for c in self.comparisons:
+            codes = coded[c.column].codes
+            if sides is None:
+                counts = np.bincount(codes[codes >= 0]).astype(np.float64)
+                total = counts.sum()
+                agree = (counts * (counts - 1)).sum() / max(total * (total - 1), 1.0)
+            else:
+                one, two = codes[sides == 0], codes[sides == 1]
+                size = len(coded[c.column].values)
+                p = np.bincount(one[one >= 0], minlength=size).astype(np.float64)
+                q = np.bincount(two[two >= 0], minlength=size).astype(np.float64)
+                agree = float(p @ q) / max(p.sum() * q.sum(), 1.0)
+            u = np.asarray(self.u[c.name], dtype=np.float64)
+            exact = max(float(agree), _FLOOR)
+            rest = u[:-1] * (1 - exact) / max(float(u[:-1].sum()), _FLOOR)
+            self.u[c.name] = [float(x) for x in np.append(np.clip(rest, _FLOOR, None), exact)]
 
     def fit_m(self, levels: np.ndarray) -> None:
         """``m`` from the levels of pairs known to match."""
