@@ -20,12 +20,12 @@ from crmfs.identity.graph import IdentityGraph, IntervalAxis
 from crmfs.identity.lookup import IdentifierLookup, identifier_kind
 from crmfs.identity.service import IdentityService
 from crmfs.ingestion.identity import GraphIdentity
-from crmfs.ingestion.identity_follow import IdentityFollower
+from crmfs.ingestion.keying import MappedKeys
 from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
 from crmfs.ingestion.readers import Chunk, Records, read_file
 from crmfs.registry.changes import Change, ChangeKind
 from crmfs.registry.sqlite_registry import SqliteRegistry
-from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy
+from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy, keyed_by_mapping
 from crmfs.runtimes.streaming.processor import StreamProcessor
 from crmfs.serving.online import FeatureRequest, OnlineResponse, feature_request, read_online
 from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
@@ -108,6 +108,7 @@ class FeatureStore:
         self._plans: dict[str, ViewPlan] | None = None
         self._requests: dict[str | tuple[str, ...], list[tuple[FeatureRequest, list[str]]]] = {}
         self._pipeline: IngestionPipeline | None = None
+        self._mapped_keys: MappedKeys | None = None
 
     # -- definitions -----------------------------------------------------------------
 
@@ -160,10 +161,28 @@ class FeatureStore:
         return self._plans
 
     @property
+    def mapped_keys(self) -> MappedKeys:
+        """Golden-id and relation mappings, and the followers of their changes."""
+        if self._mapped_keys is None:
+            self._mapped_keys = MappedKeys(
+                self.catalog,
+                self.identity_graph,
+                self.log,
+                self.engine,
+                self.online,
+                list(self.plans().values()),
+            )
+        return self._mapped_keys
+
+    @property
     def pipeline(self) -> IngestionPipeline:
         if self._pipeline is None:
+            keys = self.mapped_keys
             processor = StreamProcessor(
-                self.online, list(self.plans().values()), worker_online=self._worker_online()
+                self.online,
+                list(self.plans().values()),
+                worker_online=self._worker_online(),
+                key_columns=keys.key_columns,
             )
             self._pipeline = IngestionPipeline(
                 self.catalog,
@@ -171,30 +190,14 @@ class FeatureStore:
                 processor,
                 self.clock,
                 identity=GraphIdentity(self.identity_graph, self.identity_region),
-                after_apply=self.follow_identity,
+                after_apply=keys.follow,
             )
         return self._pipeline
 
     def follow_identity(self) -> int:
-        """Apply identity changes (merges, splits) the online states have not followed."""
-        follower = IdentityFollower(
-            self.identity_graph, self.online, list(self.plans().values()), self._recompute
-        )
-        return follower.follow()
-
-    def _recompute(
-        self, plan: ViewPlan, golden_ids: Sequence[str], at: int
-    ) -> dict[str, bytes | None]:
-        """The states of ``golden_ids`` rebuilt from the log, with the mapping as of ``at``."""
-        wanted = set(golden_ids)
-        mapping = self.identity_graph.intervals("current", at)
-        mapping = mapping.filter(pc.is_in(mapping["golden_id"], pa.array(sorted(wanted))))
-        mark = self.online.watermark()
-        now = max(mark.ingested_at, self.log.last_ingested_at())
-        table = self.engine.backfill(plan, -(2**62), 2**62, now, mark.seq, mapping)
-        states: dict[str, bytes | None] = dict.fromkeys(golden_ids)
-        states.update(zip(table["key"].to_pylist(), table["state"].to_pylist(), strict=True))
-        return states
+        """Apply identity and relation changes (merges, splits, new parents) the online
+        states have not followed."""
+        return self.mapped_keys.follow()
 
     def _worker_online(self) -> Callable[[], SqliteOnlineStore] | None:
         """How a fold worker opens the online store; None folds on one core only."""
@@ -207,6 +210,7 @@ class FeatureStore:
         if self._pipeline is not None:
             self._pipeline.processor.close()
         self._pipeline = None
+        self._mapped_keys = None
 
     # -- ingestion -------------------------------------------------------------------
 
@@ -353,17 +357,22 @@ class FeatureStore:
         resolved the same way.
         """
         groups = [(plan, names) for plan, names, _ in self.resolve_features(features)]
-        mapping = None
-        if any(plan.view.entity.identity for plan, _ in groups):
+        mappings: dict[str, pa.Table] = {}
+        if any(keyed_by_mapping(plan) for plan, _ in groups):
             if identity not in ("as_of", "latest"):
                 raise ConfigError(f"identity must be 'as_of' or 'latest', not {identity!r}")
             axis: IntervalAxis = (
                 "current" if identity == "latest" else "recorded" if as_served else "effective"
             )
-            mapping = self.identity_graph.intervals(axis)
-            entity_df = self._with_golden_ids(entity_table(entity_df), groups, mapping)
+            for plan, _ in groups:
+                mapping = self.mapped_keys.mapping(plan, axis)
+                if mapping is not None:
+                    mappings[plan.view.name] = mapping
+            if any(plan.view.entity.identity for plan, _ in groups):
+                golden = self.identity_graph.intervals(axis)
+                entity_df = self._with_golden_ids(entity_table(entity_df), groups, golden)
         return historical_features(
-            self.engine, entity_df, groups, as_served, full_feature_names, strategy, mapping
+            self.engine, entity_df, groups, as_served, full_feature_names, strategy, mappings
         )
 
     def _identifier_lookup(self) -> IdentifierLookup:
@@ -424,9 +433,7 @@ class FeatureStore:
                 self.catch_up()
                 mark = self.online.watermark()
                 now = max(mark.ingested_at, self.log.last_ingested_at())
-                identity = (
-                    self.identity_graph.intervals("current") if plan.view.entity.identity else None
-                )
+                identity = self.mapped_keys.mapping(plan, "current")
                 table = self.engine.backfill(plan, start_us, end_us, now, mark.seq, identity)
                 rows: dict[EntityKey, bytes] = dict(
                     zip(table["key"].to_pylist(), table["state"].to_pylist(), strict=True)

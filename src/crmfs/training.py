@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +68,7 @@ def _keys_of_view_type(plan: ViewPlan, keys: pa.ChunkedArray) -> pa.ChunkedArray
     """``keys`` in the type of the view's key field, so they compare and hash as the events'
     keys do (pandas turns an int column with gaps into floats, for one)."""
     name = plan.view.entity.join_key
-    if plan.view.entity.identity:
-        kind = pa.string()  # golden ids
-    else:
-        kind = ARROW_TYPES[plan.view.source.fields[plan.view.key]]
+    kind = ARROW_TYPES[plan.view.entity.dtype]  # the key field's type (golden ids: strings)
     if keys.type == kind:
         return keys
     try:
@@ -90,10 +87,11 @@ def historical_features(
     as_served: bool,
     full_feature_names: bool,
     strategy: PitStrategy = "auto",
-    identity: pa.Table | None = None,
+    mappings: Mapping[str, pa.Table] | None = None,
 ) -> TrainingSet:
     """Each entity row's features as of its ``event_timestamp``; views keyed by golden ids
-    read events by ``identity`` (the mapping's intervals on the axis the rows ask for)."""
+    or rolled up by a relation read events by their mapping (``mappings`` by view name: the
+    intervals on the time axis the rows ask for)."""
     table = entity_table(entity_df)
     micros = pc.cast(
         pc.cast(table.column(TIMESTAMP_COLUMN), pa.timestamp("us", tz="UTC")), pa.int64()
@@ -109,7 +107,7 @@ def historical_features(
             )
         keys = _keys_of_view_type(plan, table.column(join_key))
         entity_rows = pa.table({"__row": rows, "__key": keys, "__t": micros})
-        mapping = identity if plan.view.entity.identity else None
+        mapping = (mappings or {}).get(plan.view.name)
         result = engine.point_in_time(plan, entity_rows, as_served, strategy, mapping)
         types = {w.feature.name: w.feature.output_type for w in plan.windows}
         types.update({f.name: f.output_type for f in plan.latest})

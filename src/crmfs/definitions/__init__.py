@@ -6,6 +6,7 @@ from crmfs.definitions.features import Aggregation, Function, Latest, WindowFeat
 from crmfs.definitions.filters import Expr, col
 from crmfs.definitions.identifiers import GOLDEN_ID, IDENTITY_RECORD, IdentifierKind
 from crmfs.definitions.metadata import Sensitivity
+from crmfs.definitions.relation import Relation
 from crmfs.definitions.service import FeatureService
 from crmfs.definitions.source import EventSource
 from crmfs.definitions.types import FieldType
@@ -26,6 +27,7 @@ __all__ = [
     "IdentifierKind",
     "Latest",
     "LatestFeature",
+    "Relation",
     "Sensitivity",
     "WindowFeature",
     "col",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from crmfs.definitions.entity import Entity
+from crmfs.definitions.relation import Relation
 from crmfs.definitions.service import FeatureService
 from crmfs.definitions.source import EventSource
 from crmfs.definitions.view import FeatureView
@@ -43,6 +44,8 @@ class Catalog:
         for item in items:
             if isinstance(item, FeatureView):
                 items.extend([item.entity, item.source])
+                if item.via is not None:
+                    items.extend([item.via.child, item.via.source])
             if isinstance(item, FeatureService):
                 items.extend(v for v in item.features if isinstance(v, FeatureView))
         buckets: dict[type, dict[str, Any]] = {
@@ -80,6 +83,19 @@ class Catalog:
             known = [f"{v.name}:{f}" for v in self.views.values() for f in v.feature_names]
             raise FeatureNotFound(ref, known)
         return view, feature
+
+    @property
+    def relations(self) -> dict[str, Relation]:
+        """The relations views roll up by, by name."""
+        found: dict[str, Relation] = {}
+        for view in self.views.values():
+            if view.via is not None:
+                existing = found.setdefault(view.via.name, view.via)
+                if existing != view.via:
+                    raise DefinitionError(
+                        f"relation {view.via.name!r}", "name", "defined twice, differently"
+                    )
+        return found
 
     def views_of_source(self, source: str) -> list[FeatureView]:
         return [v for v in self.views.values() if v.source.name == source]

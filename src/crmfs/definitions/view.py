@@ -11,6 +11,7 @@ from crmfs.definitions.features import Aggregation, Latest, WindowFeature
 from crmfs.definitions.filters import Compare, Expr, IsIn
 from crmfs.definitions.identifiers import GOLDEN_ID
 from crmfs.definitions.metadata import Sensitivity, check_name, check_tags, coerce_sensitivity
+from crmfs.definitions.relation import Relation
 from crmfs.definitions.source import EventSource
 from crmfs.definitions.types import FieldType
 from crmfs.errors import DefinitionError
@@ -52,6 +53,7 @@ class FeatureView:
     ttl: Duration | None = None
     freshness_sla: Duration | None = None
     key_field: str | None = None
+    via: Relation | None = None
     owner: str = field(default="", kw_only=True)
     description: str = field(default="", kw_only=True)
     tags: Mapping[str, str] = field(default_factory=dict, kw_only=True)
@@ -67,7 +69,10 @@ class FeatureView:
         if not isinstance(self.source, EventSource):
             raise DefinitionError(label, "source", "must be an EventSource")
         schema = self.source.fields
-        if self.entity.identity:
+        if self.via is not None:
+            self._check_rollup(label)
+            object.__setattr__(self, "key_field", self.via.key_column)
+        elif self.entity.identity:
             self._check_identity_source(label)
             object.__setattr__(self, "key_field", GOLDEN_ID)
         else:
@@ -120,6 +125,27 @@ class FeatureView:
     def feature_names(self) -> list[str]:
         return [f.name for f in self.window_features] + [f.name for f in self.latest_features]
 
+    def _check_rollup(self, label: str) -> None:
+        via = self.via
+        if not isinstance(via, Relation):
+            raise DefinitionError(label, "via", "must be a Relation")
+        if self.entity != via.parent:
+            raise DefinitionError(
+                label,
+                "entity",
+                f"a view rolled up by relation {via.name!r} describes its parent entity"
+                f" {via.parent.name!r}, not {self.entity.name!r}",
+            )
+        if self.key_field is not None:
+            raise DefinitionError(label, "key_field", "a rolled-up view takes keys from `via`")
+        if not any(kind.is_strong for kind in self.source.identifier_kinds.values()):
+            raise DefinitionError(
+                label,
+                "source",
+                f"source {self.source.name!r} declares no strong identifier, so its events"
+                f" cannot be rolled up by relation {via.name!r}",
+            )
+
     def _check_identity_source(self, label: str) -> None:
         if self.key_field is not None:
             raise DefinitionError(
@@ -171,6 +197,7 @@ class FeatureView:
             "entity": self.entity.value_spec(),
             "source": self.source.value_spec(),
             "key_field": self.key,
+            **({"via": self.via.value_spec()} if self.via is not None else {}),
             "windows": [f.value_spec() for f in self.window_features],
             "latest": [{"name": f.name, "field": f.field} for f in self.latest_features],
             "filter": self.filter.to_spec() if self.filter is not None else None,

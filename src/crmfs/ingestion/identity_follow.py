@@ -41,20 +41,20 @@ class IdentityFollower:
         self.plans = [p for p in plans if p.view.entity.identity]
         self.recompute = recompute
 
-    def follow(self) -> int:
-        """Apply every pending change; how many there were."""
+    def follow(self) -> list[AuditEntry]:
+        """Apply every pending change; the changes applied."""
         pending = self.graph.changes_after(self.online.identity_mark())
         if not pending:
-            return 0
+            return []
         if not self.plans:  # nothing keyed by golden ids: only the mark moves
             self.online.apply_identity({}, pending[-1].seq)
-            return len(pending)
+            return pending
         updates: dict[str, dict[EntityKey, bytes | None]] = {p.table: {} for p in self.plans}
         for change in pending:
             for plan in self.plans:
                 self._apply(plan, change, updates[plan.table])
         self.online.apply_identity(updates, pending[-1].seq)
-        return len(pending)
+        return pending
 
     def _apply(
         self, plan: ViewPlan, change: AuditEntry, written: dict[EntityKey, bytes | None]

@@ -55,7 +55,7 @@ class IngestionPipeline:
         processor: StreamProcessor,
         clock: Callable[[], int],
         identity: IdentityStep | None = None,
-        after_apply: Callable[[], object] | None = None,
+        after_apply: Callable[[str], object] | None = None,
     ) -> None:
         self.catalog = catalog
         self.log = log
@@ -104,7 +104,7 @@ class IngestionPipeline:
             if prepared is not None:
                 prepared.abort()  # if it was not committed (an error): the write is let go
         if self.after_apply is not None:
-            self.after_apply()
+            self.after_apply(source.name)
         report = IngestReport(
             source=source.name,
             received=raw.num_rows + len(extra_rejected or []),

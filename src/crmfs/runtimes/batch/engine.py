@@ -87,7 +87,7 @@ class DuckDBEngine:
                     identity_keys.register_epochs(db, identity.intervals)
                 else:
                     identity_keys.register_current(db, identity.intervals)
-                raw = f"({identity_keys.keyed_events_sql(raw)})"
+                raw = f"({identity_keys.keyed_events_sql(raw, identity.key_column)})"
             db.execute(f"CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM {raw}")
             try:
                 yield db
@@ -247,14 +247,22 @@ class DuckDBEngine:
 class IdentityMapping:
     intervals: pa.Table
     epochs: bool  # key each event by the epochs of its golden id (point in time)
+    key_column: str
 
 
 def _mapping_for(plan: ViewPlan, identity: pa.Table | None, epochs: bool) -> IdentityMapping | None:
-    if not plan.view.entity.identity:
+    if not keyed_by_mapping(plan):
         return None
     if identity is None:
-        raise ValueError(f"view {plan.view.name!r} is keyed by golden ids: give the identity")
-    return IdentityMapping(identity, epochs)
+        raise ValueError(
+            f"view {plan.view.name!r} is keyed by golden ids or a relation: give the mapping"
+        )
+    return IdentityMapping(identity, epochs, plan.view.key)
+
+
+def keyed_by_mapping(plan: ViewPlan) -> bool:
+    """Whether the view's keys come from a mapping (golden ids, a relation), not the log."""
+    return plan.view.entity.identity or plan.view.via is not None
 
 
 def _list_work(db: duckdb.DuckDBPyConnection, entity_rows: pa.Table, key_events: pa.Table) -> int:

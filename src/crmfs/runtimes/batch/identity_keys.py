@@ -30,7 +30,8 @@ def register_epochs(db: duckdb.DuckDBPyConnection, intervals: pa.Table) -> None:
     db.register("__id_intervals", intervals)
     db.execute(
         f"""CREATE OR REPLACE TEMP TABLE __id_bounds AS
-        SELECT golden_id, list_sort(list_distinct(list(b))) AS bounds FROM (
+        SELECT CAST(golden_id AS VARCHAR) AS golden_id,
+               list_sort(list_distinct(list(b))) AS bounds FROM (
             SELECT golden_id, from_us AS b FROM __id_intervals WHERE from_us > {PAST}
             UNION ALL
             SELECT golden_id, to_us FROM __id_intervals WHERE to_us < {FUTURE})
@@ -39,10 +40,11 @@ def register_epochs(db: duckdb.DuckDBPyConnection, intervals: pa.Table) -> None:
     db.execute(
         """CREATE OR REPLACE TEMP TABLE __id_keys AS
         SELECT record_id, golden_id || '#' || unnest(range(lo, hi + 1)) AS key FROM (
-            SELECT i.record_id, i.golden_id,
+            SELECT i.record_id, CAST(i.golden_id AS VARCHAR) AS golden_id,
                    coalesce(len(list_filter(b.bounds, lambda x: x <= i.from_us)), 0) AS lo,
                    coalesce(len(list_filter(b.bounds, lambda x: x < i.to_us)), 0) AS hi
-            FROM __id_intervals i LEFT JOIN __id_bounds b USING (golden_id))"""
+            FROM __id_intervals i
+            LEFT JOIN __id_bounds b ON b.golden_id = CAST(i.golden_id AS VARCHAR))"""
     )
     db.unregister("__id_intervals")
 
@@ -57,13 +59,15 @@ def register_current(db: duckdb.DuckDBPyConnection, intervals: pa.Table) -> None
     db.unregister("__id_intervals")
 
 
-def keyed_events_sql(raw: str) -> str:
-    """The events of ``raw`` with their golden-id key from ``__id_keys`` (an event whose
-    record has several keys appears once per key)."""
-    return (
-        f"SELECT e.* REPLACE (k.key AS {GOLDEN_ID}) FROM {raw} e"
-        f" JOIN __id_keys k ON e.{IDENTITY_RECORD} = k.record_id"
-    )
+def keyed_events_sql(raw: str, key_column: str) -> str:
+    """The events of ``raw`` with their key from ``__id_keys`` in ``key_column`` (the golden
+    id, or a rolled-up view's parent key); an event whose record has several keys appears
+    once per key."""
+    if key_column == GOLDEN_ID:
+        columns = f"e.* REPLACE (k.key AS {GOLDEN_ID})"
+    else:
+        columns = f'e.*, k.key AS "{key_column}"'
+    return f"SELECT {columns} FROM {raw} e JOIN __id_keys k ON e.{IDENTITY_RECORD} = k.record_id"
 
 
 def epoch_rows(db: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Table:
@@ -73,10 +77,11 @@ def epoch_rows(db: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Table:
     try:
         return db.sql(
             """SELECT r.__row,
-                      r.__key || '#' || coalesce(len(list_filter(b.bounds, lambda x: x <= r.__t)), 0)
+                      CAST(r.__key AS VARCHAR) || '#' || coalesce(len(list_filter(b.bounds, lambda x: x <= r.__t)), 0)
                           AS __key,
                       r.__t
-               FROM __id_rows r LEFT JOIN __id_bounds b ON b.golden_id = r.__key"""
+               FROM __id_rows r
+               LEFT JOIN __id_bounds b ON b.golden_id = CAST(r.__key AS VARCHAR)"""
         ).to_arrow_table()
     finally:
         db.unregister("__id_rows")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -68,6 +68,9 @@ class Prepared:
         )
 
 
+KeyColumns = Callable[[str, pa.Table], pa.Table]
+
+
 class StreamProcessor:
     """Folds batches of events into the tiles of every view of their source."""
 
@@ -76,10 +79,14 @@ class StreamProcessor:
         online: OnlineStore,
         plans: Sequence[ViewPlan],
         worker_online: OnlineOpener | None = None,
+        key_columns: KeyColumns | None = None,
     ) -> None:
         """``worker_online`` opens the online store in another process: with it, large
-        batches are folded on two cores (see ``fold_worker``)."""
+        batches are folded on two cores (see ``fold_worker``). ``key_columns`` adds the key
+        columns of views whose keys are not in the log (views rolled up by a relation: each
+        event's parent now) to a source's events before they are folded."""
         self.online = online
+        self._key_columns = key_columns
         self._plans = list(plans)
         self._folds = [ViewFold(plan) for plan in self._plans]
         self._by_source: dict[str, list[int]] = {}
@@ -153,6 +160,8 @@ class StreamProcessor:
         reads would see its rows).
         """
         updates: Updates = {}
+        if self._key_columns is not None and source in self._by_source:
+            events = self._key_columns(source, events)
         for index in self._by_source.get(source, []):
             view = self._folds[index]
             worker = self._fold_worker() if events.num_rows >= PARALLEL_FOLD_MIN_ROWS else None
