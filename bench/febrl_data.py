@@ -38,6 +38,10 @@ pd.DataFrame(list(links), columns=["a", "b"]).to_csv(out / "febrl3_links.csv", i
 """
 
 
+class VenvUnavailableError(RuntimeError):
+    """A package could not be installed into its own virtual environment."""
+
+
 class FebrlUnavailableError(RuntimeError):
     """The FEBRL data could not be obtained."""
 
@@ -46,30 +50,41 @@ def _python(path: Path) -> Path:
     return path / "bin" / "python"
 
 
+def ensure_venv(venv_path: Path, spec: str) -> Path:
+    """The Python of a virtual environment at ``venv_path`` holding ``spec`` (made, or made
+    again, when it does not yet); ``VenvUnavailableError`` when pip cannot install it."""
+    python = _python(venv_path)
+    marker = venv_path / ".crmfs-spec"
+    if python.exists() and marker.exists() and marker.read_text().strip() == spec:
+        return python
+    if venv_path.exists():
+        shutil.rmtree(venv_path)
+    print(f"[bench] creating {venv_path} with {spec}", file=sys.stderr)
+    venv.EnvBuilder(with_pip=True, clear=True).create(venv_path)
+    cmd = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(venv_path, ignore_errors=True)
+        raise VenvUnavailableError(f"pip install {spec} timed out") from exc
+    if proc.returncode != 0:
+        shutil.rmtree(venv_path, ignore_errors=True)
+        tail = proc.stderr.strip().splitlines()[-3:]
+        raise VenvUnavailableError(f"pip install {spec} failed: {' / '.join(tail)}")
+    marker.write_text(spec + "\n")
+    return python
+
+
 def ensure_febrl(folder: Path, venv_path: Path = DEFAULT_VENV) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if all((folder / name).exists() for name in FILES):
         return folder
-    python = _python(venv_path)
-    marker = venv_path / ".crmfs-spec"
-    if not (python.exists() and marker.exists() and marker.read_text().strip() == SPEC):
-        if venv_path.exists():
-            shutil.rmtree(venv_path)
-        print(f"[febrl] creating {venv_path} with {SPEC}", file=sys.stderr)
-        venv.EnvBuilder(with_pip=True, clear=True).create(venv_path)
-        cmd = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", SPEC]
-        try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            shutil.rmtree(venv_path, ignore_errors=True)
-            raise FebrlUnavailableError(f"pip install {SPEC} timed out") from exc
-        if proc.returncode != 0:
-            shutil.rmtree(venv_path, ignore_errors=True)
-            tail = proc.stderr.strip().splitlines()[-3:]
-            raise FebrlUnavailableError(f"pip install {SPEC} failed: {' / '.join(tail)}")
-        marker.write_text(SPEC + "\n")
+    try:
+        python = ensure_venv(venv_path, SPEC)
+    except VenvUnavailableError as exc:
+        raise FebrlUnavailableError(str(exc)) from exc
     proc = subprocess.run(
         [str(python), "-c", _EXPORT, str(folder)], capture_output=True, text=True, check=False
     )

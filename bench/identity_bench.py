@@ -6,7 +6,10 @@ match probability >= 0.5, the matcher's default threshold: no threshold is tuned
 and every pair linked, end to end; the quickest of three runs) and ``identity_match_p99_ms`` (one new FEBRL4 record matched
 against the 5,000 of the other file, one at a time).
 
-Usage: ``python bench/identity_bench.py WORK_DIR`` prints the figures as JSON.
+Splink's figures on FEBRL4 come beside them from the same run (``bench/splink_febrl.py``: Splink
+in a virtual environment of its own), or a note says why they could not.
+
+Usage: ``python bench/identity_bench.py WORK_DIR [--skip-splink]`` prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from crmfs.identity.matcher import MatchSettings, ProbabilisticMatcher
 from crmfs.identity.normalize import normalize_values
 from crmfs.identity.probabilistic import Comparison
 from febrl_data import ensure_febrl
+from splink_febrl import SplinkUnavailableError, run_splink_febrl
 from synthetic_identity_bench import run_synthetic_identity_bench
 
 # FEBRL's columns as identifier kinds; soc_sec_id is left out (it makes the task trivial).
@@ -153,18 +157,34 @@ def febrl3(data: Path) -> list[dict[str, Any]]:
     return [figure("febrl3_f1", score, "F1")]
 
 
-def run_identity_bench(work_dir: Path) -> list[dict[str, Any]]:
+def run_identity_bench(
+    work_dir: Path, notes: list[str] | None = None, splink: bool = True
+) -> list[dict[str, Any]]:
+    """The identity figures; Splink's beside them when it can be installed (else a note in
+    ``notes`` says why not)."""
     synthetic = run_synthetic_identity_bench(work_dir)
     data = ensure_febrl(work_dir / "febrl")
-    return synthetic + febrl4(data) + febrl3(data)
+    figures = synthetic + febrl4(data) + febrl3(data)
+    if splink:
+        try:
+            figures += run_splink_febrl(data)
+        except SplinkUnavailableError as exc:
+            log(f"Splink skipped: {exc}")
+            if notes is not None:
+                notes.append(f"Splink figures skipped: {exc}")
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python bench/identity_bench.py WORK_DIR", file=sys.stderr)
+    if len(args) not in (1, 2) or args[1:] not in ([], ["--skip-splink"]):
+        print("usage: python bench/identity_bench.py WORK_DIR [--skip-splink]", file=sys.stderr)
         return 2
-    print(json.dumps(run_identity_bench(Path(args[0])), indent=2))
+    notes: list[str] = []
+    figures = run_identity_bench(Path(args[0]), notes, splink="--skip-splink" not in args)
+    print(json.dumps(figures, indent=2))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"crmfs bench failed: {type(exc).__name__}: {exc}")
     if not args.quick:
         try:
-            crmfs += run_identity_bench(WORK_DIR)
+            crmfs += run_identity_bench(WORK_DIR, notes)
         except FebrlUnavailableError as exc:
             notes.append(f"identity bench skipped, FEBRL unavailable: {exc}")
         except Exception as exc:
