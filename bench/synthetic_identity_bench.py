@@ -248,21 +248,27 @@ def stream(
         pairs = [ScoredPair(record.record_id, seen[i], p) for i, p in scored]
         seen.append(record.record_id)
         before, after = resolver.update(changed, retired, pairs)
-        churn += unexplained_changes(before, after, record.record_id)
+        churn += unexplained_changes(before, after, record.record_id, retired)
     return resolver.clusters(), churn
 
 
 def unexplained_changes(
-    before: Mapping[str, Resolved], after: Mapping[str, Resolved], new_record: str
+    before: Mapping[str, Resolved],
+    after: Mapping[str, Resolved],
+    new_record: str,
+    merged_away: Iterable[str] = (),
 ) -> int:
     """Golden ids of ``before`` that changed with no merge or split to explain it: the same
     records (and perhaps ``new_record``) under another id, or a split where no part keeps
-    the id."""
+    the id. An id that ``new_record`` merged into an older cluster (``merged_away``, the
+    deterministic layer's retired ids) is explained by that merge, and so is the rest of
+    its final cluster, which cannot keep an id that now names the older cluster."""
     home = {rid: gid for gid, c in after.items() for rid in c.members}
+    retired = set(merged_away)
     count = 0
     for gid, cluster in before.items():
         now = {home[rid] for rid in cluster.members if rid in home}
-        if gid in now:
+        if gid in now or gid in retired:
             continue  # kept (joined, merged into it, or the part of a split that keeps it)
         if len(now) == 1:
             (other,) = now
