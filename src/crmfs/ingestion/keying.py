@@ -22,7 +22,6 @@ from crmfs.identity.deterministic import ChangeKind
 from crmfs.identity.graph import UNBOUNDED_FUTURE, UNBOUNDED_PAST, IdentityGraph, IntervalAxis
 from crmfs.identity.hierarchy import (
     RelationEvent,
-    current_parents,
     parent_spans,
     rolled_up,
     spans_by_record,
@@ -34,6 +33,8 @@ from crmfs.storage.arrow_schema import ARROW_TYPES
 from crmfs.storage.event_log import EVENT_TIME, INGESTED_AT, SEQ, EventLog
 from crmfs.storage.ports import OnlineStore
 from crmfs.transform.plan import ViewPlan
+
+RelationRow = tuple[str, int, int, int, Any]  # record, event time, seq, ingested at, parent
 
 
 class MappedKeys:
@@ -63,6 +64,7 @@ class MappedKeys:
             )
             for name, relation in catalog.relations.items()
         }
+        self._relation_cache: dict[str, tuple[int, list[RelationRow]]] = {}
 
     # -- mappings for the batch runtime ----------------------------------------------------
 
@@ -76,20 +78,45 @@ class MappedKeys:
         return None
 
     def relation_mapping(self, relation: Relation, axis: IntervalAxis) -> pa.Table:
-        records = spans_by_record(self.graph.intervals(axis))
-        parents = parent_spans(records, self._relation_events(relation, axis))
-        return rolled_up(records, parents, ARROW_TYPES[relation.parent.dtype])
+        parent_type = ARROW_TYPES[relation.parent.dtype]
+        if axis == "current":  # one span per record: read off the linker, no sweep
+            parents = self._current_parents(relation)
+            linker = self.graph.linker
+            records: list[str] = []
+            keys: list[Any] = []
+            for golden, members in linker.clusters().items():
+                parent = parents.get(golden)
+                if parent is not None:
+                    records += members
+                    keys += [parent] * len(members)
+            return pa.table(
+                {
+                    "record_id": pa.array(records, pa.string()),
+                    "golden_id": pa.array(keys, parent_type),
+                    "from_us": pa.array([UNBOUNDED_PAST] * len(records), pa.int64()),
+                    "to_us": pa.array([UNBOUNDED_FUTURE] * len(records), pa.int64()),
+                }
+            )
+        records_spans = spans_by_record(self.graph.intervals(axis))
+        parents_spans = parent_spans(records_spans, self._relation_events(relation, axis))
+        return rolled_up(records_spans, parents_spans, parent_type)
+
+    def _relation_rows(self, relation: Relation) -> tuple[bool, list[RelationRow]]:
+        """The relation source's events (record, event time, seq, ingested, parent), read
+        from the log once and then only what was appended; whether any were new."""
+        last, rows = self._relation_cache.get(relation.name, (0, []))
+        table = self.log.read(relation.source.name, after_seq=last)
+        if table is None or not table.num_rows or IDENTITY_RECORD not in table.column_names:
+            return False, rows
+        names = (IDENTITY_RECORD, EVENT_TIME, SEQ, INGESTED_AT, relation.parent_field)
+        columns = [table.column(name).to_pylist() for name in names]
+        rows = rows + list(zip(*columns, strict=True))
+        self._relation_cache[relation.name] = (max(columns[2]), rows)
+        return True, rows
 
     def _relation_events(self, relation: Relation, axis: IntervalAxis) -> list[RelationEvent]:
-        table = self.log.read(relation.source.name)
-        if table is None or IDENTITY_RECORD not in table.column_names:
-            return []
-        columns = [
-            table.column(name).to_pylist()
-            for name in (IDENTITY_RECORD, EVENT_TIME, SEQ, INGESTED_AT, relation.parent_field)
-        ]
         events = []
-        for record, event_us, seq, ingested, parent in zip(*columns, strict=True):
+        for record, event_us, seq, ingested, parent in self._relation_rows(relation)[1]:
             if axis == "effective":
                 available = event_us
             elif axis == "recorded":
@@ -100,8 +127,17 @@ class MappedKeys:
         return events
 
     def _current_parents(self, relation: Relation) -> dict[Any, Any]:
-        records = spans_by_record(self.graph.intervals("current"))
-        return current_parents(parent_spans(records, self._relation_events(relation, "current")))
+        """Each golden id's parent now: its records' latest relation event."""
+        linker = self.graph.linker
+        best: dict[str, tuple[int, int, Any]] = {}
+        for record, event_us, seq, _, parent in self._relation_rows(relation)[1]:
+            if linker.record(record) is None:
+                continue
+            golden = linker.golden_id(record)
+            found = best.get(golden)
+            if found is None or (event_us, seq) > found[:2]:
+                best[golden] = (event_us, seq, parent)
+        return {g: p for g, (_, _, p) in best.items() if p is not None}
 
     # -- streaming ---------------------------------------------------------------------------
 
@@ -137,7 +173,11 @@ class MappedKeys:
         }
         changed = len(applied)
         for follower in self._relations.values():
-            if source is None or regrouped or source == follower.relation.source.name:
+            relation = follower.relation
+            if source is not None and source != relation.source.name and not regrouped:
+                continue
+            arrived, _ = self._relation_rows(relation)
+            if arrived or regrouped or not follower.followed:
                 changed += follower.follow(regrouped)
         return changed
 

@@ -40,6 +40,7 @@ class RelationFollower:
         self.current = current
         self.recompute = recompute
         self._snapshot: dict[Any, Any] | None = None
+        self.followed = False  # whether this process has compared the snapshot with the log
 
     def parent_of(self) -> dict[Any, Any]:
         """The snapshot the online states follow: golden id -> parent."""
@@ -62,6 +63,7 @@ class RelationFollower:
             for parent in (before.get(golden), now.get(golden))
             if parent is not None
         }
+        self.followed = True
         if not changed:
             return 0
         keys = sorted(changed, key=str)
