@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+from rapidfuzz.distance import OSA
 
 from crmfs.definitions import IdentifierKind
 from crmfs.identity.blocking import BlockingRule
@@ -50,10 +51,11 @@ from crmfs.identity.deterministic import (
     ChangeKind,
     DeterministicLinker,
     IdentityRecord,
-    names_conflict,
+    plain_names_conflict,
 )
 from crmfs.identity.matcher import MatchSettings, ProbabilisticMatcher
 from crmfs.identity.normalize import (
+    ROLE_MAILBOXES,
     email_name_parts,
     email_organisation,
     normalize,
@@ -93,6 +95,10 @@ SETTINGS = MatchSettings(
         Comparison("company", "company", "jaro_winkler", (0.9,), term_frequency=True),
         Comparison("domain", "domain", "exact", term_frequency=True),
         Comparison("city", "city", "jaro_winkler", (0.9,), term_frequency=True),
+        # A strong key the deterministic layer stopped trusting (a household phone, a shared
+        # mailbox) still counts here, for as much as its rarity says.
+        Comparison("email", "email", "exact", term_frequency=True, agreement_only=True),
+        Comparison("phone", "phone", "exact", term_frequency=True, agreement_only=True),
     ),
     rules=(
         BlockingRule(("last",)),
@@ -133,6 +139,10 @@ def load_records(folder: Path) -> list[Record]:
     person = {(t["table"], t["record_id"]): t["person_id"] for t in truth}
     accounts = pq.read_table(folder / "accounts.parquet").to_pylist()
     account_name = {a["account_id"]: a["name"] for a in accounts}
+    # An account's web domain names its organisation: an address there is a work address.
+    organisations = {
+        a["domain"].strip().lower(): normalize_company(a["name"]) for a in accounts if a["domain"]
+    }
     records = []
     for table, (id_column, time_column, kinds) in SOURCES.items():
         for row in pq.read_table(folder / f"{table}.parquet").to_pylist():
@@ -146,44 +156,60 @@ def load_records(folder: Path) -> list[Record]:
                     rid,
                     person[(table, row[id_column])],
                     IdentityRecord(rid, seen_us, keys),
-                    match_columns(values, company),
+                    match_columns(values, company, organisations),
                 )
             )
     return records
 
 
-def match_columns(values: Mapping[str, str | None], company: str | None) -> dict[str, str | None]:
+def match_columns(
+    values: Mapping[str, str | None],
+    company: str | None,
+    organisations: Mapping[str, str | None] | None = None,
+) -> dict[str, str | None]:
     """The matcher's columns of one record: names (or those its address spells), email,
-    phone, company, the organisation its address's domain names, and city."""
+    phone, company (or the organisation whose domain its address is at), the first label
+    of its address's domain, and city; plus ``work_mailbox``, its address when that is a
+    personal mailbox at an organisation's domain (for ``records_conflict``)."""
     email = values.get("email")
     first, last = values.get("first_name"), values.get("last_name")
     spelt_first, spelt_last = email_name_parts(email, first)
+    local, _, domain = (email or "").rpartition("@")
+    organisation = (organisations or {}).get(domain)
+    work = bool(organisation) and local.rstrip("0123456789") not in ROLE_MAILBOXES
     return {
         "first": first or spelt_first,
         "last": last or spelt_last,
         "email": email,
         "phone": values.get("phone"),
-        "company": normalize_company(company) if company else None,
+        "company": normalize_company(company) if company else organisation,
         "domain": email_organisation(email),
         "city": values.get("city"),
+        "work_mailbox": email if work else None,
     }
 
 
 def names_disagree(a: Record, b: Record) -> bool:
-    """The deterministic layer's name rule, over the names the matcher compares."""
-    return names_conflict(_named(a), _named(b))
+    """Do two records name different people, or hold different personal mailboxes at one
+    organisation's domain? Clusters never join over such a pair."""
+    if plain_names_conflict(
+        a.columns["first"], a.columns["last"], b.columns["first"], b.columns["last"]
+    ):
+        return True
+    return mailboxes_differ(a.columns["work_mailbox"], b.columns["work_mailbox"])
 
 
-def _named(record: Record) -> IdentityRecord:
-    keys = frozenset(
-        (kind, value)
-        for kind, value in (
-            (K.FIRST_NAME, record.columns["first"]),
-            (K.LAST_NAME, record.columns["last"]),
-        )
-        if value
-    )
-    return IdentityRecord(record.record_id, 0, keys)
+def mailboxes_differ(a: str | None, b: str | None) -> bool:
+    """Two personal addresses at one organisation's domain that are not one typo apart: an
+    organisation gives each person one mailbox, and tells namesakes apart by a digit
+    (``nmendes``, ``nmendes2``), which is never taken for a typo."""
+    if not (a and b) or a == b:
+        return False
+    (local_a, _, domain_a), (local_b, _, domain_b) = a.rpartition("@"), b.rpartition("@")
+    if domain_a != domain_b:
+        return False
+    digits = [c for c in local_a if c.isdigit()] != [c for c in local_b if c.isdigit()]
+    return digits or OSA.distance(local_a, local_b) > 1
 
 
 def base_of(linker: DeterministicLinker, gid: str) -> BaseCluster:

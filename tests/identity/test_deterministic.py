@@ -15,6 +15,8 @@ from crmfs.identity.deterministic import (
     DeterministicLinker,
     IdentityRecord,
     golden_id_for,
+    names_conflict,
+    plain_names_conflict,
 )
 
 EMAIL, PHONE, CRM, NAME = (
@@ -220,3 +222,15 @@ def test_do_not_link_undoes_an_operator_link() -> None:
     assert linker.golden_id("a") == golden_id_for("a")
     assert linker.golden_id("b") == golden_id_for("b")
     assert linker.operator_links() == {}
+
+
+def test_plain_names_conflict_tolerates_a_typo_beside_a_nickname() -> None:
+    assert not plain_names_conflict("kaherine", "patel", "kathy", "patel")
+    assert not plain_names_conflict("bob", None, "robert", "smith")
+    assert not plain_names_conflict(None, "smith", "anna", "smith")
+    assert plain_names_conflict("anna", "smith", "anna", "jones")
+    assert plain_names_conflict("anna", "smith", "greta", "smith")
+    # The record rule is unchanged: the typo and the nickname conflict there.
+    assert names_conflict(
+        record("a", 0, name="kaherine", last="patel"), record("b", 0, name="kathy", last="patel")
+    )

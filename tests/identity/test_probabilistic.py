@@ -222,3 +222,15 @@ def test_coded_levels_with_and_without_distinct_value_pairs(distinct_values: int
     for comparison in (NAME, Comparison("f", "f", "first_name", (0.9,))):
         expected = [comparison.compare_one(a, [b])[0] for a, b in zip(left, right, strict=True)]
         assert comparison.compare(left, right).tolist() == expected
+
+
+def test_agreement_only_comparisons_weigh_nothing_when_they_differ() -> None:
+    email = Comparison("email", "email", "exact", agreement_only=True)
+    model = FellegiSunter((NAME, email), m={"email": [0.2, 0.8]}, u={"email": [0.99, 0.01]})
+    levels = np.array([[3, 0], [3, 1], [3, MISSING]], dtype=np.int8)
+    weights = model.weights(levels)
+    assert weights[0] == pytest.approx(weights[2])  # differing = missing: no evidence
+    assert weights[1] - weights[2] == pytest.approx(np.log2(0.8 / 0.01))
+    assert model.contributions(levels[0])["email"] == 0.0
+    again = FellegiSunter.from_json(model.to_json())
+    assert again.comparisons == model.comparisons

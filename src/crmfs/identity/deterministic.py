@@ -94,6 +94,31 @@ def names_conflict(a: IdentityRecord, b: IdentityRecord) -> bool:
     return JaroWinkler.normalized_similarity(first_a, first_b) < _NEAR_FIRST_NAME
 
 
+def plain_names_conflict(
+    first_a: str | None, last_a: str | None, first_b: str | None, last_b: str | None
+) -> bool:
+    """``names_conflict`` for plain normalized names, a little more tolerant of typing: two
+    first names also agree when a nickname form of one is near-equal to a form of the
+    other (``kaherine``, a typo of Katherine, and ``kathy``). Missing names conflict with
+    nothing.
+
+    >>> plain_names_conflict("bob", "smith", "robert", "smith")
+    False
+    >>> plain_names_conflict("anna", "smith", "anna", "jones")
+    True
+    """
+    if last_a and last_b and JaroWinkler.normalized_similarity(last_a, last_b) < _NEAR_LAST_NAME:
+        return True
+    if not (first_a and first_b):
+        return False
+    forms_a, forms_b = first_name_forms(first_a), first_name_forms(first_b)
+    if forms_a & forms_b:
+        return False
+    return all(
+        JaroWinkler.normalized_similarity(a, b) < _NEAR_FIRST_NAME for a in forms_a for b in forms_b
+    )
+
+
 def _name(record: IdentityRecord, kind: IdentifierKind) -> str | None:
     return min((v for k, v in record.keys if k is kind), default=None)
 

@@ -50,6 +50,10 @@ class Comparison:
     and year differing (a typo) or day and month swapped, else disagreement. ``first_name``
     is Jaro-Winkler with one more level below exact: the names are nicknames of one another
     (``bob`` and ``robert``).
+
+    ``agreement_only``: disagreement (level 0) weighs nothing either way, for identifiers a
+    person may hold several of (email addresses, phone numbers): sharing one says much,
+    holding different ones says little. Its m and u are still estimated.
     """
 
     name: str
@@ -57,6 +61,7 @@ class Comparison:
     method: Method = "jaro_winkler"
     thresholds: tuple[float, ...] = ()
     term_frequency: bool = False
+    agreement_only: bool = False
 
     @property
     def levels(self) -> int:
@@ -340,7 +345,7 @@ class FellegiSunter:
         if adjustment is not None:
             total += adjustment
         for j, c in enumerate(self.comparisons):
-            table = np.log2(np.asarray(self.m[c.name]) / np.asarray(self.u[c.name]))
+            table = self._weight_table(c)
             column = levels[:, j]
             present = column != MISSING
             total[present] += table[column[present]]
@@ -358,8 +363,15 @@ class FellegiSunter:
         for j, c in enumerate(self.comparisons):
             level = int(levels[j])
             if level != MISSING:
-                out[c.name] = math.log2(self.m[c.name][level] / self.u[c.name][level])
+                out[c.name] = float(self._weight_table(c)[level])
         return out
+
+    def _weight_table(self, c: Comparison) -> np.ndarray:
+        """log2(m / u) of each level of ``c`` (0 for disagreement when ``agreement_only``)."""
+        table: np.ndarray = np.log2(np.asarray(self.m[c.name]) / np.asarray(self.u[c.name]))
+        if c.agreement_only:
+            table[0] = 0.0
+        return table
 
     def fit_u(self, levels: np.ndarray) -> None:
         """``u`` from the levels of random pairs (taken as non-matches)."""
@@ -453,6 +465,7 @@ class FellegiSunter:
                         "method": c.method,
                         "thresholds": list(c.thresholds),
                         "term_frequency": c.term_frequency,
+                        "agreement_only": c.agreement_only,
                     }
                     for c in self.comparisons
                 ],
@@ -474,6 +487,7 @@ class FellegiSunter:
                 c["method"],
                 tuple(c["thresholds"]),
                 c.get("term_frequency", False),
+                c.get("agreement_only", False),
             )
             for c in data["comparisons"]
         )
