@@ -177,9 +177,11 @@ def match_columns(
     local, _, domain = (email or "").rpartition("@")
     organisation = (organisations or {}).get(domain)
     work = bool(organisation) and local.rstrip("0123456789") not in ROLE_MAILBOXES
+    last = last or spelt_last
     return {
         "first": first or spelt_first,
-        "last": last or spelt_last,
+        # Particles typed apart or together (``de luca``, ``deluca``) compare as one word.
+        "last": last.replace(" ", "") if last else None,
         "email": email,
         "phone": values.get("phone"),
         "company": normalize_company(company) if company else organisation,

@@ -127,6 +127,8 @@ def test_normalize_dispatches_on_the_kind() -> None:
         ("nora@acme.com", "nora", ("nora", None)),
         ("castillo.robert@x.io", None, ("robert", "castillo")),
         ("info@acme.com", "nora", (None, None)),
+        ("bob@acme.com", None, ("bob", None)),  # a known given name or nickname
+        ("zxqv@acme.com", None, (None, None)),
         (None, "nora", (None, None)),
     ],
 )

@@ -270,7 +270,8 @@ def email_name_parts(email: str | None, first_name: str | None = None) -> tuple[
     ``jane.doe``, ``doe_jane``, ``janedoe`` or ``jdoe`` with ``first_name`` ``jane``; digits
     at the end are dropped. Shared mailboxes (``info@``) spell nothing. A part that cannot be
     told is None. Without ``first_name``, a two-word local part is read first name first
-    unless its second word is a known given name or nickname."""
+    unless its second word is a known given name or nickname, and one word that is a known
+    given name is read as that first name."""
     if not email or "@" not in email:
         return (None, None)
     local = email.partition("@")[0].rstrip("0123456789")
@@ -293,6 +294,8 @@ def email_name_parts(email: str | None, first_name: str | None = None) -> tuple[
             return (form, word[len(form) :])
     if first_name and word[0] == first_name[0] and len(word) >= 4:
         return (None, word[1:])  # an initial and the last name
+    if not first_name and word in _KNOWN_FIRST:
+        return (word, None)  # a given name alone (``tim@``)
     return (None, None)
 
 
