@@ -3,10 +3,53 @@
 DEFINITIONS = """\
 \"\"\"Demo features over the synthetic CRM (crmfs generate).\"\"\"
 
-from crmfs import Aggregation, Entity, EventSource, FeatureService, FeatureView, Latest, col
+from crmfs import (
+    Aggregation, Entity, EventSource, FeatureService, FeatureView, Latest, Relation, col,
+)
 
 customer = Entity("customer", join_key="customer_id", description="A CRM contact (crm_a id)")
-contact_email = Entity("contact_email", join_key="email", description="An address the marketing tool knows")
+person = Entity(
+    "person", join_key="golden_id", identity=True,
+    description="One real person across CRM, leads, newsletter and support (a golden id)",
+)
+account = Entity("account", join_key="account_id", description="A company in the CRM")
+
+crm_a_contacts = EventSource(
+    "crm_a_contacts",
+    schema={
+        "event_id": "string", "updated_at": "timestamp", "contact_id": "string",
+        "account_id": "string", "first_name": "string", "last_name": "string",
+        "email": "string", "phone": "string", "city": "string",
+    },
+    event_id="event_id", event_time="updated_at", owner="sales-ops", sensitivity="personal",
+    identifiers={
+        "contact_id": "crm_contact_id", "email": "email", "phone": "phone",
+        "first_name": "first_name", "last_name": "last_name", "city": "city",
+    },
+)
+crm_b_leads = EventSource(
+    "crm_b_leads",
+    schema={
+        "event_id": "string", "created_at": "timestamp", "lead_id": "string",
+        "first_name": "string", "last_name": "string", "email": "string", "phone": "string",
+        "company": "string",
+    },
+    event_id="event_id", event_time="created_at", owner="sales-ops", sensitivity="personal",
+    identifiers={
+        "lead_id": "external_id", "email": "email", "phone": "phone",
+        "first_name": "first_name", "last_name": "last_name",
+    },
+)
+marketing_contacts = EventSource(
+    "marketing_contacts",
+    schema={
+        "event_id": "string", "subscribed_at": "timestamp", "subscriber_id": "string",
+        "email": "string", "first_name": "string",
+    },
+    event_id="event_id", event_time="subscribed_at", owner="marketing-team",
+    sensitivity="personal",
+    identifiers={"subscriber_id": "marketing_lead_id", "email": "email", "first_name": "first_name"},
+)
 
 web_events = EventSource(
     "web_events",
@@ -34,6 +77,7 @@ email_events = EventSource(
         "email": "string", "campaign_id": "string", "event_type": "string",
     },
     event_id="event_id", event_time="event_time", owner="marketing-team", sensitivity="personal",
+    identifiers={"email": "email"},
 )
 support_tickets = EventSource(
     "support_tickets",
@@ -43,6 +87,7 @@ support_tickets = EventSource(
         "csat": "int",
     },
     event_id="event_id", event_time="event_time", owner="support-team",
+    identifiers={"email": "email"},
 )
 
 browsing = FeatureView(
@@ -68,7 +113,7 @@ buying = FeatureView(
     ttl="90d", freshness_sla="1d", owner="recsys", sensitivity="confidential",
 )
 email_engagement = FeatureView(
-    "email_engagement", entity=contact_email, source=email_events,
+    "email_engagement", entity=person, source=email_events,
     features=[
         Aggregation("opens", "count", windows=["7d", "30d"]),
         Aggregation("campaigns", "count_distinct", field="campaign_id", windows=["30d"]),
@@ -76,13 +121,26 @@ email_engagement = FeatureView(
     filter=col("event_type").isin(["open", "click"]), freshness_sla="1h", owner="marketing",
 )
 support = FeatureView(
-    "support", entity=contact_email, source=support_tickets,
+    "support", entity=person, source=support_tickets,
     features=[
         Aggregation("tickets", "count", windows=["30d"]),
         Aggregation("csat", "mean", field="csat", windows=["90d"]),
         Latest("ticket_status", field="status"),
     ],
     ttl="90d", freshness_sla="1d", owner="support",
+)
+
+works_at = Relation(
+    "works_at", child=person, parent=account, source=crm_a_contacts, parent_field="account_id",
+)
+account_engagement = FeatureView(
+    "account_engagement", entity=account, source=email_events, via=works_at,
+    features=[
+        Aggregation("opens", "count", windows=["7d", "30d"]),
+        Aggregation("engaged_addresses", "count_distinct", field="email", windows=["30d"]),
+    ],
+    filter=col("event_type").isin(["open", "click"]), freshness_sla="1h", owner="sales",
+    description="Opens and clicks by any contact of the account",
 )
 
 recommender = FeatureService("recommender", features=[browsing, buying], owner="recsys")

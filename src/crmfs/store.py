@@ -180,7 +180,7 @@ class FeatureStore:
             keys = self.mapped_keys
             processor = StreamProcessor(
                 self.online,
-                list(self.plans().values()),
+                [*self.plans().values(), *keys.member_plans.values()],
                 worker_online=self._worker_online(),
                 key_columns=keys.key_columns,
             )
@@ -429,23 +429,31 @@ class FeatureStore:
             plan = plans.get(name)
             if plan is None:
                 raise NotApplied(name)
-            for _ in range(10):
-                self.catch_up()
-                mark = self.online.watermark()
-                now = max(mark.ingested_at, self.log.last_ingested_at())
-                identity = self.mapped_keys.mapping(plan, "current")
-                table = self.engine.backfill(plan, start_us, end_us, now, mark.seq, identity)
-                rows: dict[EntityKey, bytes] = dict(
-                    zip(table["key"].to_pylist(), table["state"].to_pylist(), strict=True)
-                )
-                del table
-                try:
-                    self.online.replace_table(plan.table, rows, mark)
-                    break
-                except WatermarkMoved:
-                    continue
-            reports.append(MaterializeReport(plan.view.name, plan.version, len(rows)))
+            member = self.mapped_keys.member_plans.get(name)
+            if member is not None:  # a rolled-up view's member states first
+                self._rebuild(member, start_us, end_us)
+            rows = self._rebuild(plan, start_us, end_us)
+            reports.append(MaterializeReport(plan.view.name, plan.version, rows))
         return reports
+
+    def _rebuild(self, plan: ViewPlan, start_us: int, end_us: int) -> int:
+        """Replace a view's online table with states backfilled from the log; how many."""
+        for _ in range(10):
+            self.catch_up()
+            mark = self.online.watermark()
+            now = max(mark.ingested_at, self.log.last_ingested_at())
+            identity = self.mapped_keys.mapping(plan, "current")
+            table = self.engine.backfill(plan, start_us, end_us, now, mark.seq, identity)
+            rows: dict[EntityKey, bytes] = dict(
+                zip(table["key"].to_pylist(), table["state"].to_pylist(), strict=True)
+            )
+            del table
+            try:
+                self.online.replace_table(plan.table, rows, mark)
+                return len(rows)
+            except WatermarkMoved:
+                continue
+        raise WatermarkMoved(mark, self.online.watermark())
 
     def close(self) -> None:
         self._drop_pipeline()

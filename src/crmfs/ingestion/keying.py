@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmfs.definitions import GOLDEN_ID, IDENTITY_RECORD, Catalog, Relation
+from crmfs.definitions import GOLDEN_ID, IDENTITY_RECORD, Catalog, FeatureView, Relation
 from crmfs.identity.deterministic import ChangeKind
 from crmfs.identity.graph import UNBOUNDED_FUTURE, UNBOUNDED_PAST, IdentityGraph, IntervalAxis
 from crmfs.identity.hierarchy import (
@@ -29,12 +29,30 @@ from crmfs.identity.hierarchy import (
 from crmfs.ingestion.identity_follow import IdentityFollower
 from crmfs.ingestion.relation_follow import RelationFollower
 from crmfs.runtimes.batch.engine import DuckDBEngine
+from crmfs.runtimes.streaming.state import decode, encode, merge_states
 from crmfs.storage.arrow_schema import ARROW_TYPES
 from crmfs.storage.event_log import EVENT_TIME, INGESTED_AT, SEQ, EventLog
 from crmfs.storage.ports import OnlineStore
-from crmfs.transform.plan import ViewPlan
+from crmfs.transform.plan import ViewPlan, plan_view
 
 RelationRow = tuple[str, int, int, int, Any]  # record, event time, seq, ingested at, parent
+MEMBERS = "__members"  # suffix of the view name behind a rolled-up view's member states
+
+
+def member_plan(plan: ViewPlan) -> ViewPlan:
+    """The plan of a rolled-up view's member states: the same features keyed by the
+    relation's child (golden ids), in a table of their own."""
+    view = plan.view
+    assert view.via is not None
+    members = FeatureView(
+        f"{view.name}{MEMBERS}",
+        entity=view.via.child,
+        source=view.source,
+        features=view.features,
+        filter=view.filter,
+        ttl=view.ttl,
+    )
+    return plan_view(members, plan.version)
 
 
 class MappedKeys:
@@ -53,7 +71,13 @@ class MappedKeys:
         self.engine = engine
         self.online = online
         self.plans = list(plans)
-        self._identity = IdentityFollower(graph, online, self.plans, self._recompute_golden)
+        # Each rolled-up view keeps its members' states too (keyed by golden id): a parent's
+        # state is the merge of its members', so a move recomputes it without the log.
+        self.member_plans = {
+            p.view.name: member_plan(p) for p in self.plans if p.view.via is not None
+        }
+        every = [*self.plans, *self.member_plans.values()]
+        self._identity = IdentityFollower(graph, online, every, self._recompute_golden)
         self._relations = {
             name: RelationFollower(
                 relation,
@@ -193,7 +217,21 @@ class MappedKeys:
     def _recompute_parents(
         self, relation: Relation, plan: ViewPlan, keys: Sequence[Any]
     ) -> dict[Any, bytes | None]:
-        return self._rebuilt(plan, keys, self.relation_mapping(relation, "current"))
+        """Each parent's state: the merge of its members' states now."""
+        members: dict[Any, list[str]] = {key: [] for key in keys}
+        for golden, parent in self._current_parents(relation).items():
+            if parent in members:
+                members[parent].append(golden)
+        table = self.member_plans[plan.view.name].table
+        states: dict[Any, bytes | None] = {}
+        for key, golden_ids in members.items():
+            merged = None
+            for blob in self.online.read(table, sorted(golden_ids)):
+                if blob is not None:
+                    state = decode(blob)
+                    merged = state if merged is None else merge_states(plan, merged, state)
+            states[key] = None if merged is None else encode(merged)
+        return states
 
     def _rebuilt(
         self, plan: ViewPlan, keys: Sequence[Any], mapping: pa.Table
