@@ -87,7 +87,7 @@ SOURCES: dict[str, tuple[str, str, dict[str, IdentifierKind]]] = {
         {"subscriber_id": K.EXTERNAL_ID, "email": K.EMAIL, "first_name": K.FIRST_NAME},
     ),
 }  # fmt: skip
-MATCH_COLUMNS = ("first", "last", "email", "phone", "company", "domain", "city")
+MATCH_COLUMNS = ("first", "last", "email", "phone", "company", "domain", "city", "initial")
 SETTINGS = MatchSettings(
     comparisons=(
         Comparison("first", "first", "first_name", (0.92, 0.8), term_frequency=True),
@@ -104,6 +104,9 @@ SETTINGS = MatchSettings(
         BlockingRule(("last",)),
         BlockingRule(("first", "domain")),
         BlockingRule(("first", "company")),
+        # A typo in the last name still meets, unless in its first letter (the rarest place
+        # for one, which is why Soundex keeps it).
+        BlockingRule(("first", "initial")),
     ),
     max_block=1000,
 )
@@ -190,6 +193,7 @@ def match_columns(
         "company": normalize_company(company) if company else organisation,
         "domain": email_organisation(email),
         "city": values.get("city"),
+        "initial": last[0] if last else None,
         "work_mailbox": email if work else None,
     }
 
