@@ -25,6 +25,7 @@ applied here to seed 1 as is; FEBRL uses the same probability threshold (``THRES
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 import time
@@ -34,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import phonenumbers
 import pyarrow.parquet as pq
+from phonenumbers import geocoder
 from rapidfuzz.distance import OSA
 
 from crmfs.definitions import IdentifierKind
@@ -87,7 +90,9 @@ SOURCES: dict[str, tuple[str, str, dict[str, IdentifierKind]]] = {
         {"subscriber_id": K.EXTERNAL_ID, "email": K.EMAIL, "first_name": K.FIRST_NAME},
     ),
 }  # fmt: skip
-MATCH_COLUMNS = ("first", "last", "email", "phone", "company", "domain", "city", "initial")
+MATCH_COLUMNS = (
+    "first", "last", "email", "phone", "company", "domain", "city", "initial", "phone_area"
+)  # fmt: skip
 SETTINGS = MatchSettings(
     comparisons=(
         Comparison("first", "first", "first_name", (0.92, 0.8), term_frequency=True),
@@ -99,6 +104,8 @@ SETTINGS = MatchSettings(
         # mailbox) still counts here, for as much as its rarity says.
         Comparison("email", "email", "exact", term_frequency=True, agreement_only=True),
         Comparison("phone", "phone", "exact", term_frequency=True, agreement_only=True),
+        # Where a phone number is from (libphonenumber's geocoding of its area code).
+        Comparison("phone_area", "phone_area", "exact", term_frequency=True),
     ),
     rules=(
         BlockingRule(("last",)),
@@ -194,8 +201,22 @@ def match_columns(
         "domain": email_organisation(email),
         "city": values.get("city"),
         "initial": last[0] if last else None,
+        "phone_area": phone_area(values.get("phone")),
         "work_mailbox": email if work else None,
     }
+
+
+@functools.cache
+def phone_area(phone: str | None) -> str | None:
+    """The place an E.164 number's area code is from (``+14155550132`` -> ``San Francisco,
+    CA``), by libphonenumber's geocoding; None where it names none."""
+    if not phone:
+        return None
+    try:
+        number = phonenumbers.parse(phone)
+    except phonenumbers.NumberParseException:
+        return None
+    return geocoder.description_for_number(number, "en") or None
 
 
 def names_disagree(a: Record, b: Record) -> bool:
