@@ -80,3 +80,7 @@ class MissingExtra(CrmfsError):
         super().__init__(
             f"{package} is not installed; install it with: pip install 'crmfs[{extra}]'"
         )
+
+
+class IdentityError(CrmfsError):
+    """An identity operation cannot be done (no records to fit on, an unknown reference)."""

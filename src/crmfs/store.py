@@ -376,7 +376,7 @@ class FeatureStore:
         )
 
     def _identifier_lookup(self) -> IdentifierLookup:
-        return IdentifierLookup(self.identity_graph.linker, self.identity_region)
+        return IdentifierLookup(self.identity_graph, self.identity_region)
 
     def _with_golden_ids(
         self, table: pa.Table, groups: list[tuple[ViewPlan, list[str]]], mapping: pa.Table

@@ -247,3 +247,13 @@ def test_a_split_that_leaves_them_connected_says_so(repo: tuple[str, str], tmp_p
     assert _json("identity", "explain", ANN, BOB, *repo)["summary"] == (
         "linked through other records of the same cluster"
     )
+
+
+def test_fit_turns_on_the_probabilistic_layer(repo: tuple[str, str]) -> None:
+    text = _ok("identity", "fit", *repo)
+    assert "fitted on 2 deterministic clusters" in text
+    assert "golden ids now" in text
+    why = _json("identity", "explain", ANN, CAROL, *repo)
+    assert "email" in why["contributions"]  # the records carry no names: emails compared
+    shown = _ok("identity", "explain", ANN, CAROL, *repo)
+    assert "comparisons (log2 m/u):" in shown

@@ -96,6 +96,11 @@ def explain(a: Ref, b: Ref, repo: Repo = Path("."), as_json: AsJson = False) -> 
     console.print(f"  golden ids: {why.golden_a} / {why.golden_b}")
     link = "none" if why.operator_link is None else escape(why.operator_link)
     console.print(f"  operator link: {link}")
+    if why.probability is not None:
+        console.print(f"  probabilistic score: {why.probability:.3f}")
+    if why.contributions:
+        parts = ", ".join(f"{name} {weight:+.1f}" for name, weight in why.contributions.items())
+        console.print(f"  comparisons (log2 m/u): {escape(parts)}")
     if not why.shared_identifiers:
         console.print("  shared identifiers: none")
         return
@@ -139,6 +144,14 @@ def _print_outcome(identity: IdentityService, a: str, b: str, changes: list[Clus
     console.print(
         f"now {escape(a)} is {identity.golden_id(a)}, {escape(b)} is {identity.golden_id(b)}"
     )
+
+
+@identity_app.command()
+def fit(repo: Repo = Path(".")) -> None:
+    """Fit the probabilistic layer on the records seen (no labels) and re-resolve them; from
+    then on each new record is also matched probabilistically on arrival."""
+    with _identity(repo) as identity:
+        console.print(escape(identity.fit()))
 
 
 @identity_app.command()
@@ -211,6 +224,8 @@ def _explanation_json(why: Explanation) -> dict[str, Any]:
         "same_person": why.same_person,
         "summary": why.summary,
         "operator_link": why.operator_link,
+        "probability": why.probability,
+        "contributions": why.contributions,
         "shared_identifiers": [
             {"kind": e.kind, "value": e.value, "status": e.status} for e in why.shared_identifiers
         ],

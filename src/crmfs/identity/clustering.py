@@ -249,6 +249,10 @@ class IncrementalResolver:
                     return False
         return True
 
+    def forget_conflict(self, a: str, b: str) -> None:
+        """Ask ``conflict`` again for this pair (its answer changed: a do-not-link)."""
+        self._conflicts.pop(_key(a, b), None)
+
     def _conflicting(self, a: str, b: str) -> bool:
         key = _key(a, b)
         found = self._conflicts.get(key)

@@ -25,14 +25,16 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 
 from crmfs.definitions import IdentifierKind
-from crmfs.errors import StorageError
+from crmfs.errors import IdentityError, StorageError
+from crmfs.identity.clustering import LinkPolicy, Resolved, ScoredPair
 from crmfs.identity.deterministic import (
     ChangeKind,
     ClusterChange,
@@ -40,11 +42,21 @@ from crmfs.identity.deterministic import (
     IdentityRecord,
     Key,
 )
+from crmfs.identity.match_columns import (
+    DEFAULT_POLICY,
+    DEFAULT_SETTINGS,
+    MATCH_COLUMNS,
+    columns_of,
+)
+from crmfs.identity.matcher import FitReport, Matches, MatchSettings, ProbabilisticMatcher
+from crmfs.identity.probabilistic import FellegiSunter
+from crmfs.identity.probabilistic_layer import ProbabilisticLayer, final_changes
 from crmfs.storage.sqlite_tx import write_transaction
 
 IntervalAxis = Literal["recorded", "effective", "current"]
 UNBOUNDED_PAST = -(2**62)
 UNBOUNDED_FUTURE = 2**62
+MIN_RECORDS_TO_FIT = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -64,6 +76,15 @@ CREATE TABLE IF NOT EXISTS shared_keys (
 CREATE TABLE IF NOT EXISTS operator_links (
     record_a TEXT NOT NULL, record_b TEXT NOT NULL, reason TEXT NOT NULL, at_us INTEGER NOT NULL,
     PRIMARY KEY (record_a, record_b));
+CREATE TABLE IF NOT EXISTS links (
+    record_a TEXT NOT NULL, record_b TEXT NOT NULL, probability REAL NOT NULL,
+    at_us INTEGER NOT NULL, PRIMARY KEY (record_a, record_b));
+CREATE TABLE IF NOT EXISTS do_not_link (
+    record_a TEXT NOT NULL, record_b TEXT NOT NULL, reason TEXT NOT NULL, at_us INTEGER NOT NULL,
+    PRIMARY KEY (record_a, record_b));
+CREATE TABLE IF NOT EXISTS model (
+    id INTEGER PRIMARY KEY CHECK (id = 1), model TEXT NOT NULL, threshold REAL NOT NULL,
+    floor REAL NOT NULL, fitted_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, kind TEXT NOT NULL,
     golden_id TEXT NOT NULL, record_id TEXT, retired TEXT NOT NULL, created TEXT NOT NULL,
@@ -106,6 +127,7 @@ class IdentityGraph:
         self._options: dict[str, object] = {"names_must_agree": names_must_agree}
         if max_records_per_key is not None:
             self._options["max_records_per_key"] = max_records_per_key
+        self.layer: ProbabilisticLayer | None = None
         self.linker = self._load()
 
     def close(self) -> None:
@@ -132,13 +154,18 @@ class IdentityGraph:
             now = self._clock() if at_us is None else at_us
             made: list[ClusterChange] = []
             for record in records:
+                if self.linker.record(record.record_id) is not None:
+                    continue  # known: a redelivered record changes nothing
                 shared_before = self._shared_among(record)
-                changes = self.linker.add(record)
-                if changes:
-                    effective = now if event_us is None else event_us.get(record.record_id, now)
-                    newly_shared = self._shared_among(record) - shared_before
-                    self._save(record, changes, newly_shared, now, effective)
-                made += changes
+                det = self.linker.add(record)
+                final = det
+                if self.layer is not None:
+                    final, pairs = self.layer.add(self.linker, record, det)
+                    self._save_pairs(pairs, now)
+                effective = now if event_us is None else event_us.get(record.record_id, now)
+                newly_shared = self._shared_among(record) - shared_before
+                self._save(record, det, final, newly_shared, now, effective)
+                made += final
             return made
 
     @contextmanager
@@ -154,17 +181,37 @@ class IdentityGraph:
 
     def link(self, record_a: str, record_b: str, reason: str) -> list[ClusterChange]:
         """An operator's merge of two records' clusters (see ``DeterministicLinker.link``)."""
-        return self._operate(lambda: self.linker.link(record_a, record_b, reason))
+        return self._operate(lambda: self.linker.link(record_a, record_b, reason), ())
 
     def do_not_link(self, record_a: str, record_b: str, reason: str) -> list[ClusterChange]:
-        """An operator's split (see ``DeterministicLinker.do_not_link``)."""
-        return self._operate(lambda: self.linker.do_not_link(record_a, record_b, reason))
+        """An operator's split (see ``DeterministicLinker.do_not_link``); the probabilistic
+        layer never joins the two records' clusters again either."""
 
-    def _operate(self, decide: Callable[[], list[ClusterChange]]) -> list[ClusterChange]:
+        def decide() -> list[ClusterChange]:
+            changes = self.linker.do_not_link(record_a, record_b, reason)
+            a, b = sorted((record_a, record_b))
+            self._db.execute(
+                "INSERT OR REPLACE INTO do_not_link VALUES (?, ?, ?, ?)",
+                (a, b, reason, self._clock()),
+            )
+            if self.layer is not None:
+                self.layer.do_not_link.add(frozenset((a, b)))
+                self.layer.resolver.forget_conflict(a, b)
+            return changes
+
+        return self._operate(decide, (record_a, record_b))
+
+    def _operate(
+        self, decide: Callable[[], list[ClusterChange]], about: tuple[str, ...]
+    ) -> list[ClusterChange]:
         with self._writing():
             shared_before = set(self._shared_keys())
             links_before = self.linker.operator_links()
-            changes = decide()
+            det = decide()
+            changes = det
+            if self.layer is not None:
+                touched = [self.linker.golden_id(r) for r in about]
+                changes = self.layer.update(self.linker, det, (), None, touched)
             now = self._clock()
             links = self.linker.operator_links()
             for pair in links_before.keys() - links.keys():
@@ -177,7 +224,7 @@ class IdentityGraph:
                 self._db.execute(
                     "INSERT INTO operator_links VALUES (?, ?, ?, ?)", (a, b, links[pair], now)
                 )
-            self._save(None, changes, set(self._shared_keys()) - shared_before, now, now)
+            self._save(None, det, changes, set(self._shared_keys()) - shared_before, now, now)
             return changes
 
     def _shared_keys(self) -> list[Key]:
@@ -190,11 +237,14 @@ class IdentityGraph:
     def _save(
         self,
         record: IdentityRecord | None,
-        changes: list[ClusterChange],
+        det: list[ClusterChange],
+        final: list[ClusterChange],
         newly_shared: set[Key],
         now: int,
         effective: int,
     ) -> None:
+        """Store a step: the record, keys that became shared, the deterministic clusters
+        (to restore the linker), and the final changes with the assignments they made."""
         db = self._db
         if record is not None:
             db.execute(
@@ -211,7 +261,16 @@ class IdentityGraph:
                 "INSERT OR REPLACE INTO shared_keys VALUES (?, ?, ?, ?)",
                 (key[0].value, key[1], reason, now),
             )
-        for change in changes:
+        for change in det:
+            for gid in change.retired:
+                db.execute("DELETE FROM clusters WHERE golden_id = ?", (gid,))
+            for gid in (change.golden_id, *change.created):
+                if self.linker.members(gid):
+                    db.execute(
+                        "INSERT OR REPLACE INTO clusters VALUES (?, ?)",
+                        (gid, self.linker.first_record(gid)),
+                    )
+        for change in final:
             seq = db.execute(
                 "INSERT INTO changes (at_us, kind, golden_id, record_id, retired, created, reason)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -226,17 +285,25 @@ class IdentityGraph:
                 ),
             ).lastrowid
             assert seq is not None
-            for gid in change.retired:
-                db.execute("DELETE FROM clusters WHERE golden_id = ?", (gid,))
-            for gid in (change.golden_id, *change.created):
-                if self.linker.members(gid):
-                    db.execute(
-                        "INSERT OR REPLACE INTO clusters VALUES (?, ?)",
-                        (gid, self.linker.first_record(gid)),
-                    )
             touched = {change.golden_id, *change.created}
-            for rid in {m for gid in touched for m in self.linker.members(gid)}:
-                self._assign(rid, self.linker.golden_id(rid), now, seq, effective)
+            for rid in {m for gid in touched for m in self._members_now(gid)}:
+                self._assign(rid, self._golden_now(rid), now, seq, effective)
+
+    def _save_pairs(self, pairs: Iterable[ScoredPair], now: int) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?)",
+            [(*sorted((p.left, p.right)), p.probability, now) for p in pairs],
+        )
+
+    def _golden_now(self, record_id: str) -> str:
+        if self.layer is not None:
+            return self.layer.golden_id(record_id)
+        return self.linker.golden_id(record_id)
+
+    def _members_now(self, golden_id: str) -> frozenset[str]:
+        if self.layer is not None:
+            return self.layer.members(golden_id)
+        return self.linker.members(golden_id)
 
     def _assign(self, record_id: str, golden_id: str, now: int, seq: int, effective: int) -> None:
         current = self._db.execute(
@@ -262,7 +329,7 @@ class IdentityGraph:
     def golden_id(self, record_id: str, at_us: int | None = None) -> str | None:
         """The record's golden id now, or as of ``at_us``; None if unknown then."""
         if at_us is None:
-            return self.linker.golden_id(record_id) if self.linker.record(record_id) else None
+            return self._golden_now(record_id) if self.linker.record(record_id) else None
         row = self._db.execute(
             "SELECT golden_id FROM assignments WHERE record_id = ? AND valid_from_us <= ?"
             " AND (valid_to_us IS NULL OR valid_to_us > ?)",
@@ -281,7 +348,7 @@ class IdentityGraph:
             holders = self.linker.holders(key)
             if not holders or self.linker.shared_reason(key) is not None:
                 return None
-            return self.linker.golden_id(min(holders))
+            return self._golden_now(min(holders))
         shared = self._db.execute(
             "SELECT 1 FROM shared_keys WHERE kind = ? AND value = ? AND since_us <= ?",
             (kind.value, value, at_us),
@@ -299,7 +366,7 @@ class IdentityGraph:
     def members(self, golden_id: str, at_us: int | None = None) -> frozenset[str]:
         """The records under ``golden_id`` now, or as of ``at_us``."""
         if at_us is None:
-            return self.linker.members(golden_id)
+            return self._members_now(golden_id)
         rows = self._db.execute(
             "SELECT record_id FROM assignments WHERE golden_id = ? AND valid_from_us <= ?"
             " AND (valid_to_us IS NULL OR valid_to_us > ?)",
@@ -334,6 +401,118 @@ class IdentityGraph:
             )
             for r in rows
         ]
+
+    def clusters(self) -> dict[str, frozenset[str]]:
+        """Every golden id now and its records."""
+        if self.layer is not None:
+            return self.layer.resolver.clusters()
+        return self.linker.clusters()
+
+    def fit_matcher(
+        self, policy: LinkPolicy = DEFAULT_POLICY, settings: MatchSettings = DEFAULT_SETTINGS
+    ) -> FitReport:
+        """Fit the probabilistic layer on the records seen (m from the pairs the strong keys
+        link, u from random pairs; no labels), store it, and re-resolve every record with
+        it: clusters it joins are merged (audited, followed online). From then on each new
+        record is scored on arrival. Fitting again replaces the model."""
+        with self._writing():
+            records = self._records_in_order()
+            if len(records) < MIN_RECORDS_TO_FIT:
+                raise IdentityError(
+                    f"fitting the probabilistic layer needs at least {MIN_RECORDS_TO_FIT}"
+                    f" identity records, the graph has {len(records)}: ingest sources that"
+                    " declare identifiers first"
+                )
+            matcher = ProbabilisticMatcher(settings)
+            columns = _match_columns(records)
+            position = {r.record_id: i for i, r in enumerate(records)}
+            known = np.array(
+                [
+                    (position[a], position[b])
+                    for members in self.linker.clusters().values()
+                    for a in members
+                    for b in members
+                    if position[a] < position[b]
+                ],
+                dtype=np.int64,
+            ).reshape(-1, 2)
+            report, scored = matcher.fit_and_score(columns, known_matches=known)
+            assert matcher.model is not None
+            self._install(matcher.model, policy, settings, records, scored)
+            return report
+
+    def use_model(
+        self,
+        model: FellegiSunter,
+        policy: LinkPolicy = DEFAULT_POLICY,
+        settings: MatchSettings = DEFAULT_SETTINGS,
+    ) -> None:
+        """Take a fitted model (another graph's, say) and re-resolve every record with it."""
+        with self._writing():
+            records = self._records_in_order()
+            scorer = ProbabilisticMatcher(replace(settings, threshold=1e-12), model=model)
+            scored = (
+                scorer.link(_match_columns(records))
+                if records
+                else Matches(np.zeros((0, 2), np.int64), np.zeros(0))
+            )
+            self._install(model, policy, settings, records, scored)
+
+    def _install(
+        self,
+        model: FellegiSunter,
+        policy: LinkPolicy,
+        settings: MatchSettings,
+        records: list[IdentityRecord],
+        scored: Matches,
+    ) -> None:
+        now = self._clock()
+        before = {
+            gid: Resolved(gid, members, frozenset({gid}))
+            for gid, members in self.clusters().items()
+        }
+        ids = [r.record_id for r in records]
+        pairs = [
+            ScoredPair(ids[i], ids[j], float(p))
+            for (i, j), p in zip(scored.pairs.tolist(), scored.probabilities, strict=True)
+        ]
+        layer = ProbabilisticLayer(model, settings, policy)
+        layer.do_not_link = {
+            frozenset((str(a), str(b)))
+            for a, b in self._db.execute("SELECT record_a, record_b FROM do_not_link")
+        }
+        layer.restore(self.linker, records, pairs)
+        self._db.execute("DELETE FROM links")
+        self._save_pairs(pairs, now)
+        self._db.execute(
+            "INSERT OR REPLACE INTO model VALUES (1, ?, ?, ?, ?)",
+            (model.to_json(), policy.threshold, policy.floor, now),
+        )
+        self.layer = layer
+        after = {gid: layer.resolver.cluster(gid) for gid in layer.resolver.clusters()}
+        changes = final_changes(before, after, None, "probabilistic matching (re)fitted")
+        self._save(None, [], changes, set(), now, now)
+
+    def _records_in_order(self) -> list[IdentityRecord]:
+        rows = self._db.execute("SELECT record_id FROM records ORDER BY rowid").fetchall()
+        found = [self.linker.record(str(r[0])) for r in rows]
+        return [r for r in found if r is not None]
+
+    def link_evidence(
+        self, record_a: str, record_b: str
+    ) -> tuple[float | None, dict[str, float] | None]:
+        """The probabilistic layer's score of a pair (if it scored it) and each comparison's
+        contribution (log2 of m/u; None before a model is fitted)."""
+        if self.layer is None:
+            return None, None
+        a, b = sorted((record_a, record_b))
+        row = self._db.execute(
+            "SELECT probability FROM links WHERE record_a = ? AND record_b = ?", (a, b)
+        ).fetchone()
+        contributions = self.layer.matcher.explain(
+            self.layer.columns(record_a), self.layer.columns(record_b)
+        )
+        return (None if row is None else float(row[0])), contributions
 
     def changes_after(self, seq: int) -> list[AuditEntry]:
         """The audit trail past change ``seq``, in order (what a follower has not applied)."""
@@ -383,7 +562,9 @@ class IdentityGraph:
                 int(seen),
                 frozenset((IdentifierKind(k), str(v)) for k, v in json.loads(keys)),
             )
-            for rid, seen, keys in db.execute("SELECT record_id, seen_us, keys FROM records")
+            for rid, seen, keys in db.execute(
+                "SELECT record_id, seen_us, keys FROM records ORDER BY rowid"
+            )
         ]
         cluster_of = {
             str(rid): str(gid)
@@ -400,9 +581,38 @@ class IdentityGraph:
             frozenset((str(a), str(b))): str(why)
             for a, b, why in db.execute("SELECT record_a, record_b, reason FROM operator_links")
         }
-        return DeterministicLinker.restore(
+        linker = DeterministicLinker.restore(
             records, cluster_of, first_of, shared, operator_links, **self._options
         )
+        self.layer = self._load_layer(linker, records)
+        return linker
+
+    def _load_layer(
+        self, linker: DeterministicLinker, records: list[IdentityRecord]
+    ) -> ProbabilisticLayer | None:
+        """The probabilistic layer as it was: the fitted model, the stored pairs, and
+        the do-not-link decisions (None until a model is fitted)."""
+        row = self._db.execute("SELECT model, threshold, floor FROM model").fetchone()
+        if row is None:
+            return None
+        layer = ProbabilisticLayer(
+            FellegiSunter.from_json(row[0]), policy=LinkPolicy(float(row[1]), float(row[2]))
+        )
+        layer.do_not_link = {
+            frozenset((str(a), str(b)))
+            for a, b in self._db.execute("SELECT record_a, record_b FROM do_not_link")
+        }
+        pairs = [
+            ScoredPair(str(a), str(b), float(p))
+            for a, b, p in self._db.execute("SELECT record_a, record_b, probability FROM links")
+        ]
+        layer.restore(linker, records, pairs)
+        return layer
+
+
+def _match_columns(records: list[IdentityRecord]) -> dict[str, list[str | None]]:
+    found = [columns_of(r) for r in records]
+    return {c: [cols[c] for cols in found] for c in MATCH_COLUMNS}
 
 
 # A record's first assignment reaches back without bound (see ``IdentityGraph.intervals``).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from crmfs.definitions import EventSource, IdentifierKind
-from crmfs.identity.deterministic import DeterministicLinker
+from crmfs.identity.graph import IdentityGraph
 from crmfs.identity.normalize import normalize
 
 
@@ -36,7 +36,7 @@ def identifier_kind(name: str, sources: Sequence[EventSource]) -> IdentifierKind
 
 @dataclass
 class IdentifierLookup:
-    linker: DeterministicLinker
+    graph: IdentityGraph
     default_region: str = "US"
 
     def record_of(self, kind: IdentifierKind, value: object) -> str | None:
@@ -46,8 +46,9 @@ class IdentifierLookup:
         if normalized is None:
             return None
         key = (kind, normalized)
-        holders = self.linker.holders(key)
-        if not holders or self.linker.shared_reason(key) is not None:
+        linker = self.graph.linker
+        holders = linker.holders(key)
+        if not holders or linker.shared_reason(key) is not None:
             return None
         return min(holders)
 
@@ -55,7 +56,7 @@ class IdentifierLookup:
         found = []
         for value in values:
             record = self.record_of(kind, value)
-            found.append(None if record is None else self.linker.golden_id(record))
+            found.append(None if record is None else self.graph.golden_id(record))
         return found
 
     def golden_ids_at(

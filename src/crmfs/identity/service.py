@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from crmfs.definitions import IdentifierKind
-from crmfs.errors import CrmfsError
+from crmfs.errors import IdentityError
 from crmfs.identity.deterministic import ClusterChange, IdentityRecord, SharedKey
 from crmfs.identity.graph import AuditEntry, IdentityGraph
 from crmfs.identity.lookup import IdentifierLookup
 
 
-class IdentityNotFound(CrmfsError):
+class IdentityNotFound(IdentityError):
     """A reference names no golden id, record or known identifier."""
 
 
@@ -58,6 +58,8 @@ class Explanation:
     shared_identifiers: list[KeyEvidence]
     operator_link: str | None
     summary: str
+    probability: float | None = None  # the probabilistic layer's score, if it scored them
+    contributions: dict[str, float] | None = None  # each comparison's log2(m/u)
 
 
 class IdentityService:
@@ -73,7 +75,7 @@ class IdentityService:
 
     @property
     def _lookup(self) -> IdentifierLookup:
-        return IdentifierLookup(self.graph.linker, self.default_region)
+        return IdentifierLookup(self.graph, self.default_region)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -98,23 +100,39 @@ class IdentityService:
             return ref
         if linker.members(ref):
             return linker.first_record(ref)
+        members = self.graph.members(ref)
+        if members:
+            return min(members)
         raise IdentityNotFound(
             f"{ref!r} is no golden id, record id or identifier; give e.g. 'email=ann@example.com'"
         )
 
     def golden_id(self, ref: str) -> str:
         """The golden id now of whoever ``ref`` names."""
-        return self.graph.linker.golden_id(self.record(ref))
+        golden = self.graph.golden_id(self.record(ref))
+        assert golden is not None
+        return golden
 
     def show(self, ref: str) -> IdentityCard:
         """The cluster ``ref`` belongs to: members with their identifiers, and its history."""
         gid = self.golden_id(ref)
         members = []
-        for rid in sorted(self.graph.linker.members(gid)):
+        for rid in sorted(self.graph.members(gid)):
             record = self.graph.linker.record(rid)
             assert record is not None
             members.append(_member(record))
         return IdentityCard(gid, members, self.graph.history(gid))
+
+    def fit(self) -> str:
+        """Fit the probabilistic layer on the records seen and re-resolve them (merges are
+        followed online); a one-line report."""
+        report = self.graph.fit_matcher()
+        self._changed()
+        return (
+            f"fitted on {len(self.graph.linker.clusters())} deterministic clusters:"
+            f" {report.candidate_pairs} candidate pairs, prior {report.prior:.2e};"
+            f" {len(self.graph.clusters())} golden ids now"
+        )
 
     def shared_identifiers(self) -> list[SharedKey]:
         """Identifiers that stopped linking (household phones, ``info@`` mailboxes ...)."""
@@ -140,19 +158,27 @@ class IdentityService:
             )
             evidence.append(KeyEvidence(kind.value, value, status))
         operator = linker.operator_links().get(frozenset((a, b)))
-        golden_a, golden_b = linker.golden_id(a), linker.golden_id(b)
+        golden_a, golden_b = self.golden_id(a), self.golden_id(b)
         same = golden_a == golden_b
+        probability, contributions = self.graph.link_evidence(a, b)
+        threshold = self.graph.layer.policy.threshold if self.graph.layer else None
         if any(e.status == "links" for e in evidence):
             summary = "linked directly by a shared strong identifier"
         elif operator is not None:
             summary = f"linked by an operator: {operator}"
+        elif probability is not None and threshold is not None and probability >= threshold:
+            summary = f"probabilistic match p={probability:.3f} (threshold {threshold})" + (
+                "" if same else ", kept apart: their clusters name different people"
+            )
         elif same:
             summary = "linked through other records of the same cluster"
         elif evidence:
             summary = "not linked: the identifiers they share do not link"
         else:
             summary = "not linked: they share no identifier"
-        return Explanation(a, b, golden_a, golden_b, same, evidence, operator, summary)
+        return Explanation(
+            a, b, golden_a, golden_b, same, evidence, operator, summary, probability, contributions
+        )
 
     # -- operator decisions ------------------------------------------------------------------
 

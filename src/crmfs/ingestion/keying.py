@@ -105,10 +105,9 @@ class MappedKeys:
         parent_type = ARROW_TYPES[relation.parent.dtype]
         if axis == "current":  # one span per record: read off the linker, no sweep
             parents = self._current_parents(relation)
-            linker = self.graph.linker
             records: list[str] = []
             keys: list[Any] = []
-            for golden, members in linker.clusters().items():
+            for golden, members in self.graph.clusters().items():
                 parent = parents.get(golden)
                 if parent is not None:
                     records += members
@@ -152,12 +151,11 @@ class MappedKeys:
 
     def _current_parents(self, relation: Relation) -> dict[Any, Any]:
         """Each golden id's parent now: its records' latest relation event."""
-        linker = self.graph.linker
         best: dict[str, tuple[int, int, Any]] = {}
         for record, event_us, seq, _, parent in self._relation_rows(relation)[1]:
-            if linker.record(record) is None:
+            golden = self.graph.golden_id(record)
+            if golden is None:
                 continue
-            golden = linker.golden_id(record)
             found = best.get(golden)
             if found is None or (event_us, seq) > found[:2]:
                 best[golden] = (event_us, seq, parent)
