@@ -29,13 +29,16 @@ DEFAULT_SETTINGS = MatchSettings(
         Comparison("last", "last", "jaro_winkler", (0.92, 0.8), term_frequency=True),
         Comparison("domain", "domain", "exact", term_frequency=True),
         Comparison("city", "city", "jaro_winkler", (0.9,), term_frequency=True),
+        # An email another person also holds is no evidence against; two different phones
+        # are some (chosen on the synthetic CRM's seed 0: pairwise F1 0.809 -> 0.859).
         Comparison("email", "email", "exact", term_frequency=True, agreement_only=True),
-        Comparison("phone", "phone", "exact", term_frequency=True, agreement_only=True),
+        Comparison("phone", "phone", "exact", term_frequency=True),
     ),
     rules=(BlockingRule(("last",)), BlockingRule(("first", "domain"))),
     max_block=1000,
 )
-# The synthetic CRM bench's policy (chosen on the generator's seed 0, scored on seed 1).
+# Chosen on the synthetic CRM's seed 0 at scale 2,000 (never on the set scored): pairwise F1
+# 0.859 at 0.3, 0.852 at 0.5, 0.805 at 0.8 (precision 0.81 / 0.83 / 0.96).
 DEFAULT_POLICY = LinkPolicy(threshold=0.3, floor=0.02)
 
 
