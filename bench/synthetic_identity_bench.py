@@ -243,10 +243,7 @@ def mailboxes_differ(a: str | None, b: str | None) -> bool:
 
 
 def base_of(linker: DeterministicLinker, gid: str) -> BaseCluster:
-    first = linker.first_record(gid)
-    seen = linker.record(first)
-    assert seen is not None
-    return BaseCluster(gid, linker.members(gid), (seen.seen_us, first))
+    return BaseCluster(gid, linker.members(gid), linker.created(gid))
 
 
 def batch(records: list[Record]) -> tuple[dict[str, frozenset[str]], ProbabilisticMatcher]:

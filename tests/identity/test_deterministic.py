@@ -234,3 +234,11 @@ def test_plain_names_conflict_tolerates_a_typo_beside_a_nickname() -> None:
     assert names_conflict(
         record("a", 0, name="kaherine", last="patel"), record("b", 0, name="kathy", last="patel")
     )
+
+
+def test_created_is_the_first_records_time_and_id() -> None:
+    linker = DeterministicLinker()
+    linker.add(record("b", 5, email="x@y.com"))
+    linker.add(record("a", 9, email="x@y.com"))
+    gid = linker.golden_id("a")
+    assert linker.created(gid) == (5, "b")

@@ -183,6 +183,11 @@ class DeterministicLinker:
     def first_record(self, golden_id: str) -> str:
         return self._first[golden_id].record_id
 
+    def created(self, golden_id: str) -> tuple[int, str]:
+        """When cluster ``golden_id`` was created: its first record's ``seen_us`` and id, the
+        order in which merges keep the oldest id (``BaseCluster.created`` for clustering)."""
+        return self._age(golden_id)
+
     def holders(self, key: Key) -> frozenset[str]:
         """The records carrying ``key``."""
         return frozenset(self._key_records.get(key, ()))
