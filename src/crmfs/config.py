@@ -158,6 +158,12 @@ def _boolean(value: object) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
 
+def _probability(value: object) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
+        return None
+    return "must be a probability between 0 and 1"
+
+
 def _region(value: object) -> str | None:
     if isinstance(value, str) and len(value) == 2 and value.isalpha() and value.isupper():
         return None
@@ -171,6 +177,7 @@ IDENTITY_GRAPHS: dict[str, dict[str, OptionCheck]] = {
         "default_region": _region,
         "max_records_per_key": _positive_int,
         "names_must_agree": _boolean,
+        "review_threshold": _probability,
     }
 }
 BATCH_ENGINES: dict[str, dict[str, OptionCheck]] = {

@@ -18,7 +18,7 @@ from crmfs.definitions import Catalog, FeatureService, IdentifierKind, fingerpri
 from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
 from crmfs.identity.graph import IdentityGraph, IntervalAxis
 from crmfs.identity.lookup import IdentifierLookup, identifier_kind
-from crmfs.identity.service import IdentityService
+from crmfs.identity.service import DEFAULT_REVIEW_THRESHOLD, IdentityService
 from crmfs.ingestion.identity import GraphIdentity
 from crmfs.ingestion.keying import MappedKeys
 from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
@@ -103,7 +103,10 @@ class FeatureStore:
         )
         # Lookups, clusters and operator merges and splits (followed online at once).
         self.identity = IdentityService(
-            self.identity_graph, self.identity_region, after_change=self.follow_identity
+            self.identity_graph,
+            self.identity_region,
+            after_change=self.follow_identity,
+            review_threshold=identity_options.get("review_threshold", DEFAULT_REVIEW_THRESHOLD),
         )
         self._plans: dict[str, ViewPlan] | None = None
         self._requests: dict[str | tuple[str, ...], list[tuple[FeatureRequest, list[str]]]] = {}

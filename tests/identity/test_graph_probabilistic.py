@@ -150,3 +150,21 @@ def test_a_probabilistic_link_is_explained_and_can_be_undone(
     again = IdentityGraph(tmp_path / "identity.db", _clock)
     assert again.golden_id(a) != again.golden_id(b)
     again.close()
+
+
+def test_pairs_below_the_threshold_wait_for_review(
+    tmp_path: Path, crm: tuple[list[IdentityRecord], dict[str, str]]
+) -> None:
+    records, _ = crm
+    graph = IdentityGraph(tmp_path / "identity.db", _clock)
+    graph.add_all(records)
+    assert graph.review_pairs(0.05) == []  # nothing scored before a model is fitted
+    graph.fit_matcher()
+    pending = graph.review_pairs(0.05, limit=1000)
+    assert pending
+    assert [p for _, _, p in pending] == sorted((p for _, _, p in pending), reverse=True)
+    assert all(p >= 0.05 and graph.golden_id(a) != graph.golden_id(b) for a, b, p in pending)
+    a, b, _ = pending[0]
+    graph.link(a, b, "reviewed: same person")
+    assert (a, b) not in {(x, y) for x, y, _ in graph.review_pairs(0.05, limit=1000)}
+    graph.close()

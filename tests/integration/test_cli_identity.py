@@ -257,3 +257,11 @@ def test_fit_turns_on_the_probabilistic_layer(repo: tuple[str, str]) -> None:
     assert "email" in why["contributions"]  # the records carry no names: emails compared
     shown = _ok("identity", "explain", ANN, CAROL, *repo)
     assert "comparisons (log2 m/u):" in shown
+
+
+def test_review_lists_pairs_to_decide(repo: tuple[str, str]) -> None:
+    assert "0 pair(s) to review" in _ok("identity", "review", *repo)  # no model yet
+    _ok("identity", "fit", *repo)
+    pairs = _json("identity", "review", "--limit", "5", *repo)
+    assert isinstance(pairs, list)
+    assert all(set(p) == {"record_a", "record_b", "probability"} for p in pairs)

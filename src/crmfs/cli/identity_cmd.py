@@ -155,6 +155,26 @@ def fit(repo: Repo = Path(".")) -> None:
 
 
 @identity_app.command()
+def review(
+    repo: Repo = Path("."),
+    limit: Annotated[int, typer.Option(help="At most this many pairs")] = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Pairs of records to decide on: scored in the review band, or kept apart by a conflict;
+    settle each with `crmfs identity merge` or `split`."""
+    with _identity(repo) as identity:
+        pairs = identity.review(limit)
+    if as_json:
+        _print_json([{"record_a": a, "record_b": b, "probability": p} for a, b, p in pairs])
+        return
+    table = Table("record", "record", "probability")
+    for a, b, p in pairs:
+        table.add_row(a, b, f"{p:.3f}")
+    console.print(table)
+    console.print(f"{len(pairs)} pair(s) to review")
+
+
+@identity_app.command()
 def shared(repo: Repo = Path("."), as_json: AsJson = False) -> None:
     """Identifiers that stopped linking (household phones, info@ mailboxes, do-not-link)."""
     with _identity(repo) as identity:

@@ -498,6 +498,26 @@ class IdentityGraph:
         found = [self.linker.record(str(r[0])) for r in rows]
         return [r for r in found if r is not None]
 
+    def review_pairs(self, lower: float, limit: int = 100) -> list[tuple[str, str, float]]:
+        """Scored pairs for a person to decide: in the review band (``lower`` <= p < the
+        auto-link threshold), or above it but kept apart (their clusters conflict), whose
+        records are still in different clusters; best first."""
+        if self.layer is None:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record_a, record_b, probability FROM links WHERE probability >= ?"
+                " ORDER BY probability DESC, record_a, record_b",
+                (lower,),
+            ).fetchall()
+        found = []
+        for a, b, p in rows:
+            if self._golden_now(str(a)) != self._golden_now(str(b)):
+                found.append((str(a), str(b), float(p)))
+                if len(found) >= limit:
+                    break
+        return found
+
     def link_evidence(
         self, record_a: str, record_b: str
     ) -> tuple[float | None, dict[str, float] | None]:

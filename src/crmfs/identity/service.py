@@ -18,6 +18,9 @@ from crmfs.identity.deterministic import ClusterChange, IdentityRecord, SharedKe
 from crmfs.identity.graph import AuditEntry, IdentityGraph
 from crmfs.identity.lookup import IdentifierLookup
 
+# Scored pairs from here up to the auto-link threshold are listed for review, not linked.
+DEFAULT_REVIEW_THRESHOLD = 0.05
+
 
 class IdentityNotFound(IdentityError):
     """A reference names no golden id, record or known identifier."""
@@ -68,8 +71,10 @@ class IdentityService:
         graph: IdentityGraph,
         default_region: str = "US",
         after_change: Callable[[], object] | None = None,
+        review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
     ) -> None:
         self.graph = graph
+        self.review_threshold = review_threshold
         self.default_region = default_region
         self.after_change = after_change
 
@@ -133,6 +138,12 @@ class IdentityService:
             f" {report.candidate_pairs} candidate pairs, prior {report.prior:.2e};"
             f" {len(self.graph.clusters())} golden ids now"
         )
+
+    def review(self, limit: int = 100) -> list[tuple[str, str, float]]:
+        """Pairs of records a person should decide on (``merge`` or ``split``): scored in
+        the review band (from ``review_threshold`` up to the auto-link threshold), or above
+        it but kept apart by a conflict; best first."""
+        return self.graph.review_pairs(self.review_threshold, limit)
 
     def shared_identifiers(self) -> list[SharedKey]:
         """Identifiers that stopped linking (household phones, ``info@`` mailboxes ...)."""
