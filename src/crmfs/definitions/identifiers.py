@@ -33,6 +33,7 @@ class IdentifierKind(StrEnum):
     POSTCODE = "postcode"
     CITY = "city"
     DATE_OF_BIRTH = "date_of_birth"
+    COMPANY = "company"
 
     @property
     def is_strong(self) -> bool:

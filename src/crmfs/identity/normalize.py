@@ -308,6 +308,9 @@ def normalize_company(value: str) -> str | None:
     return "".join(words) or None
 
 
+_TEXT_RULES[IdentifierKind.COMPANY] = normalize_company
+
+
 def email_organisation(email: str | None) -> str | None:
     """The organisation an address's domain names, as ``normalize_company`` writes it:
     ``jane@acmedata.co.uk`` -> ``acmedata``. Free mail providers name no organisation, but

@@ -1,0 +1,42 @@
+"""The columns the probabilistic layer compares for an identity record, and conflicts."""
+
+from __future__ import annotations
+
+from crmfs.definitions import IdentifierKind as K
+from crmfs.identity.deterministic import IdentityRecord
+from crmfs.identity.match_columns import columns_of, conflict, phone_area
+from crmfs.identity.normalize import normalize
+
+
+def _record(**values: str) -> IdentityRecord:
+    keys = frozenset(
+        (kind, value)
+        for name, raw in values.items()
+        if (value := normalize(kind := K(name), raw)) is not None
+    )
+    return IdentityRecord("r", 0, keys)
+
+
+def test_columns_read_names_from_the_address_and_the_company_from_its_domain() -> None:
+    spelt = columns_of(
+        _record(email="Jane.Doe@acmedata.com", phone="(415) 555-0132"),
+        organisations={"acmedata.com": "acmedata"},
+    )
+    assert (spelt["first"], spelt["last"], spelt["initial"]) == ("jane", "doe", "d")
+    assert spelt["company"] == "acmedata"
+    assert spelt["domain"] == "acmedata"
+    assert spelt["phone_area"] == phone_area("+14155550132")
+    assert spelt["phone_area"]  # the package's geocoding names San Francisco
+    declared = columns_of(_record(first_name="Ann", last_name="De Luca", company="Acme Data, Inc."))
+    assert (declared["last"], declared["company"]) == ("deluca", "acmedata")
+    assert columns_of(_record(email="info@acmedata.com"))["work_mailbox"] is None
+
+
+def test_conflicts_are_different_names_or_different_mailboxes_at_one_domain() -> None:
+    ann = columns_of(_record(first_name="Ann", last_name="Lee", email="ann.lee@acme.com"))
+    bob = columns_of(_record(first_name="Bob", last_name="Lee", email="bob.lee@acme.com"))
+    typo = columns_of(_record(first_name="Ann", last_name="Lee", email="ann.le@acme.com"))
+    namesake = columns_of(_record(first_name="Ann", last_name="Lee", email="ann.lee2@acme.com"))
+    assert conflict(ann, bob)
+    assert not conflict(ann, typo)  # one typo apart: one mailbox
+    assert conflict(ann, namesake)  # a digit tells two mailboxes apart
