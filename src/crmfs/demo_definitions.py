@@ -37,7 +37,7 @@ crm_b_leads = EventSource(
     event_id="event_id", event_time="created_at", owner="sales-ops", sensitivity="personal",
     identifiers={
         "lead_id": "external_id", "email": "email", "phone": "phone",
-        "first_name": "first_name", "last_name": "last_name",
+        "first_name": "first_name", "last_name": "last_name", "company": "company",
     },
 )
 marketing_contacts = EventSource(

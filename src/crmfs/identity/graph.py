@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -42,16 +42,12 @@ from crmfs.identity.deterministic import (
     IdentityRecord,
     Key,
 )
-from crmfs.identity.match_columns import (
-    DEFAULT_POLICY,
-    DEFAULT_SETTINGS,
-    MATCH_COLUMNS,
-    columns_of,
-)
-from crmfs.identity.matcher import FitReport, Matches, MatchSettings, ProbabilisticMatcher
-from crmfs.identity.probabilistic import FellegiSunter
-from crmfs.identity.probabilistic_layer import ProbabilisticLayer, final_changes
 from crmfs.storage.sqlite_tx import write_transaction
+
+if TYPE_CHECKING:  # the probabilistic layer (pandas, rapidfuzz) loads only when it is used
+    from crmfs.identity.matcher import FitReport, Matches, MatchSettings
+    from crmfs.identity.probabilistic import FellegiSunter
+    from crmfs.identity.probabilistic_layer import ProbabilisticLayer
 
 IntervalAxis = Literal["recorded", "effective", "current"]
 UNBOUNDED_PAST = -(2**62)
@@ -409,7 +405,7 @@ class IdentityGraph:
         return self.linker.clusters()
 
     def fit_matcher(
-        self, policy: LinkPolicy = DEFAULT_POLICY, settings: MatchSettings = DEFAULT_SETTINGS
+        self, policy: LinkPolicy | None = None, settings: MatchSettings | None = None
     ) -> FitReport:
         """Fit the probabilistic layer on the records seen (m from the pairs the strong keys
         link, u from random pairs; no labels), store it, and re-resolve every record with
@@ -423,6 +419,10 @@ class IdentityGraph:
                     f" identity records, the graph has {len(records)}: ingest sources that"
                     " declare identifiers first"
                 )
+            from crmfs.identity.match_columns import DEFAULT_POLICY, DEFAULT_SETTINGS
+            from crmfs.identity.matcher import ProbabilisticMatcher
+
+            policy, settings = policy or DEFAULT_POLICY, settings or DEFAULT_SETTINGS
             matcher = ProbabilisticMatcher(settings)
             columns = _match_columns(records)
             position = {r.record_id: i for i, r in enumerate(records)}
@@ -444,10 +444,14 @@ class IdentityGraph:
     def use_model(
         self,
         model: FellegiSunter,
-        policy: LinkPolicy = DEFAULT_POLICY,
-        settings: MatchSettings = DEFAULT_SETTINGS,
+        policy: LinkPolicy | None = None,
+        settings: MatchSettings | None = None,
     ) -> None:
         """Take a fitted model (another graph's, say) and re-resolve every record with it."""
+        from crmfs.identity.match_columns import DEFAULT_POLICY, DEFAULT_SETTINGS
+        from crmfs.identity.matcher import Matches, ProbabilisticMatcher
+
+        policy, settings = policy or DEFAULT_POLICY, settings or DEFAULT_SETTINGS
         with self._writing():
             records = self._records_in_order()
             scorer = ProbabilisticMatcher(replace(settings, threshold=1e-12), model=model)
@@ -466,6 +470,8 @@ class IdentityGraph:
         records: list[IdentityRecord],
         scored: Matches,
     ) -> None:
+        from crmfs.identity.probabilistic_layer import ProbabilisticLayer, final_changes
+
         now = self._clock()
         before = {
             gid: Resolved(gid, members, frozenset({gid}))
@@ -615,6 +621,9 @@ class IdentityGraph:
         row = self._db.execute("SELECT model, threshold, floor FROM model").fetchone()
         if row is None:
             return None
+        from crmfs.identity.probabilistic import FellegiSunter
+        from crmfs.identity.probabilistic_layer import ProbabilisticLayer
+
         layer = ProbabilisticLayer(
             FellegiSunter.from_json(row[0]), policy=LinkPolicy(float(row[1]), float(row[2]))
         )
@@ -631,6 +640,8 @@ class IdentityGraph:
 
 
 def _match_columns(records: list[IdentityRecord]) -> dict[str, list[str | None]]:
+    from crmfs.identity.match_columns import MATCH_COLUMNS, columns_of
+
     found = [columns_of(r) for r in records]
     return {c: [cols[c] for cols in found] for c in MATCH_COLUMNS}
 

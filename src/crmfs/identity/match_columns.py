@@ -16,7 +16,6 @@ import functools
 from collections.abc import Mapping
 
 import phonenumbers
-from phonenumbers import geocoder
 from rapidfuzz.distance import OSA
 
 from crmfs.definitions import IdentifierKind as K
@@ -47,7 +46,7 @@ DEFAULT_SETTINGS = MatchSettings(
         # are some (on the synthetic CRM's seed 0: exact-cluster F1 0.765 -> 0.771).
         Comparison("email", "email", "exact", term_frequency=True, agreement_only=True),
         Comparison("phone", "phone", "exact", term_frequency=True),
-        # Where a phone number is from (libphonenumber's geocoding of its area code).
+        # Where a phone number is from (its geographic area code).
         Comparison("phone_area", "phone_area", "exact", term_frequency=True),
     ),
     rules=(
@@ -103,15 +102,20 @@ def columns_of(record: IdentityRecord, organisations: Mapping[str, str] | None =
 
 @functools.lru_cache(maxsize=65_536)
 def phone_area(phone: str | None) -> str | None:
-    """The place an E.164 number's area code is from (``+14155550132`` -> ``San Francisco,
-    CA``), by libphonenumber's geocoding (data inside the package); None where it names none."""
+    """The geographic area code of an E.164 number with its country (``+14155550132`` ->
+    ``+1 415``), by libphonenumber's numbering plans; None for numbers without one (mobiles
+    in many countries). Numbers from one area are likely from one place; libphonenumber's
+    place names would cost ~100 MB of memory for little more."""
     if not phone:
         return None
     try:
         number = phonenumbers.parse(phone)
     except phonenumbers.NumberParseException:
         return None
-    return geocoder.description_for_number(number, "en") or None
+    digits = phonenumbers.length_of_geographical_area_code(number)
+    if not digits:
+        return None
+    return f"+{number.country_code} {str(number.national_number)[:digits]}"
 
 
 def conflict(a: Columns, b: Columns) -> bool:
