@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from crmfs.definitions import IdentifierKind
 from crmfs.identity.deterministic import IdentityRecord
 from crmfs.identity.graph import IdentityGraph
-from crmfs.identity.match_columns import DEFAULT_POLICY
+from crmfs.identity.match_columns import DEFAULT_POLICY, columns_of
 from crmfs.identity.normalize import normalize
 from crmfs.synthetic import generate_crm
 
@@ -169,6 +169,28 @@ def scores(clusters: Iterable[frozenset[str]], person_of: Mapping[str, str]) -> 
     }
 
 
+def namesake_only(records: list[IdentityRecord], person_of: Mapping[str, str]) -> int:
+    """People with a record that nothing but a full name shared with another person ties to
+    them (no phone, company or city, an address no other record holds): no matcher can tell
+    where such a record belongs better than by chance."""
+    columns = {r.record_id: columns_of(r) for r in records}
+    holders: dict[str | None, int] = {}
+    names: dict[tuple[str | None, str | None], set[str]] = {}
+    for rid, c in columns.items():
+        holders[c["email"]] = holders.get(c["email"], 0) + 1
+        names.setdefault((c["first"], c["last"]), set()).add(person_of[rid])
+    found = {
+        person_of[rid]
+        for rid, c in columns.items()
+        if c["first"]
+        and c["last"]
+        and not (c["phone"] or c["company"] or c["city"])
+        and holders[c["email"]] <= 1
+        and len(names[(c["first"], c["last"])]) > 1
+    }
+    return len(found)
+
+
 def differences(a: Mapping[str, frozenset[str]], b: Mapping[str, frozenset[str]]) -> int:
     """Records whose cluster (as a set of records) differs between ``a`` and ``b``."""
     of_a = {rid: c for c in a.values() for rid in c}
@@ -200,6 +222,8 @@ def run_synthetic_identity_bench(work_dir: Path) -> list[dict[str, Any]]:
         moved = differences(clusters, streamed.clusters()) + differences(clusters, timed.clusters())
         changed = churn(timed)
         log(f"streamed: {moved} records clustered differently from the first load, churn {changed}")
+        ambiguous = namesake_only(records, person_of)
+        log(f"{ambiguous} people have a record only a namesake's full name ties to them")
         for graph in (first, streamed, timed):
             graph.close()
     return [
