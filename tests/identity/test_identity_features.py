@@ -231,3 +231,34 @@ def test_events_without_a_usable_strong_identifier_are_quarantined(
     (kept,) = fs.quarantine("touches")
     assert "none of email, phone" in kept.reason
     assert from_micros(clock[0]) == T0 + timedelta(minutes=10)
+
+
+def test_a_crash_before_a_merge_is_followed_is_repaired_on_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crmfs.ingestion.identity_follow import IdentityFollower
+
+    clock = [to_micros(T0 + timedelta(minutes=10))]
+    fs = FeatureStore(tmp_path, definitions=[VIEW], clock=lambda: clock[0])
+    fs.apply()
+    fs.ingest("touches", [_event(1, 1, "ann@example.com", None, 5.0)])
+    fs.ingest("touches", [_event(2, 2, None, "4155550100", 7.0)])
+
+    def crash(self: IdentityFollower) -> list[object]:
+        if self.graph.changes_after(self.online.identity_mark()):
+            raise RuntimeError("killed before the merge reached the online store")
+        return []
+
+    with monkeypatch.context() as patched:
+        patched.setattr(IdentityFollower, "follow", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            fs.ingest("touches", [_event(3, 3, "ann@example.com", "4155550100", 1.0)])
+    fs.close()
+    # The graph and the log committed the batch; the online store had not merged. A new
+    # process follows the merge once, however often it catches up.
+    again = FeatureStore(tmp_path, definitions=[VIEW], clock=lambda: clock[0])
+    again.catch_up()
+    again.catch_up()
+    ann = again.identity.resolve("email", "ann@example.com")
+    assert _online(again, [{"golden_id": ann}], 10) == [[3, 13.0, 1.0]]
+    again.close()
