@@ -120,6 +120,8 @@ def test_events_resolve_to_golden_ids_and_merges_combine_states(
     _at(clock, 20)
     fs.ingest("touches", [_event(3, 15, "ann@example.com", "4155550100", 1.0)])
     assert fs.identity.resolve("phone", "4155550100") == ann
+    (merge,) = [e for e in fs.identity.show(ann).history if e.kind.value == "merged"]
+    assert merge.reason.startswith("shared email, phone")  # the rule that linked it
     assert _online(fs, [{"golden_id": ann}, {"golden_id": phone}], 20) == [
         [3, 13.0, 1.0],
         [0, 0.0, None],

@@ -160,6 +160,7 @@ class IdentityGraph:
                     self._save_pairs(pairs, now)
                 effective = now if event_us is None else event_us.get(record.record_id, now)
                 newly_shared = self._shared_among(record) - shared_before
+                final = [self._with_rule(change, record) for change in final]
                 self._save(record, det, final, newly_shared, now, effective)
                 made += final
             return made
@@ -284,6 +285,24 @@ class IdentityGraph:
             touched = {change.golden_id, *change.created}
             for rid in {m for gid in touched for m in self._members_now(gid)}:
                 self._assign(rid, self._golden_now(rid), now, seq, effective)
+
+    def _with_rule(self, change: ClusterChange, record: IdentityRecord) -> ClusterChange:
+        """A join or merge a record made, with the strong keys that linked it as its rule."""
+        if change.kind not in (ChangeKind.JOINED, ChangeKind.MERGED):
+            return change
+        linker = self.linker
+        keys = sorted(
+            kind.value
+            for kind, value in record.keys
+            if kind in linker.linking_kinds
+            and linker.shared_reason((kind, value)) is None
+            and len(linker.holders((kind, value))) > 1
+        )
+        if not keys:
+            return change
+        rule = "shared " + ", ".join(dict.fromkeys(keys))
+        reason = f"{rule}; {change.reason}" if change.reason else rule
+        return replace(change, reason=reason)
 
     def _save_pairs(self, pairs: Iterable[ScoredPair], now: int) -> None:
         self._db.executemany(
