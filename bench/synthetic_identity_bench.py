@@ -35,37 +35,15 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from crmfs.definitions import IdentifierKind
 from crmfs.identity.deterministic import IdentityRecord
 from crmfs.identity.graph import IdentityGraph
 from crmfs.identity.match_columns import DEFAULT_POLICY, columns_of
 from crmfs.identity.normalize import normalize
-from crmfs.synthetic import generate_crm
+from crmfs.synthetic import IDENTITY_SOURCES, generate_crm
 
 SCALE = 2000
 SEED = 1  # the defaults were chosen on seed 0
 THRESHOLD = DEFAULT_POLICY.threshold
-K = IdentifierKind
-# Source table -> (record id column, time column, identifier columns and kinds).
-SOURCES: dict[str, tuple[str, str, dict[str, IdentifierKind]]] = {
-    "crm_a_contacts": (
-        "contact_id",
-        "updated_at",
-        {"contact_id": K.CRM_CONTACT_ID, "first_name": K.FIRST_NAME, "last_name": K.LAST_NAME,
-         "email": K.EMAIL, "phone": K.PHONE, "city": K.CITY},
-    ),
-    "crm_b_leads": (
-        "lead_id",
-        "created_at",
-        {"lead_id": K.MARKETING_LEAD_ID, "first_name": K.FIRST_NAME, "last_name": K.LAST_NAME,
-         "email": K.EMAIL, "phone": K.PHONE, "company": K.COMPANY},
-    ),
-    "marketing_contacts": (
-        "subscriber_id",
-        "subscribed_at",
-        {"subscriber_id": K.EXTERNAL_ID, "email": K.EMAIL, "first_name": K.FIRST_NAME},
-    ),
-}  # fmt: skip
 
 
 def log(message: str) -> None:
@@ -88,7 +66,7 @@ def load_records(folder: Path) -> tuple[list[IdentityRecord], dict[str, str]]:
     truth = pq.read_table(folder / "ground_truth.parquet").to_pylist()
     person = {f"{t['table']}:{t['record_id']}": t["person_id"] for t in truth}
     records = []
-    for table, (id_column, time_column, kinds) in SOURCES.items():
+    for table, (id_column, time_column, kinds) in IDENTITY_SOURCES.items():
         for row in pq.read_table(folder / f"{table}.parquet").to_pylist():
             keys = frozenset(
                 (kind, value)

@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from crmfs.store import FeatureStore
+from crmfs.synthetic import IDENTITY_SOURCES
 
 # Each CRM table of the synthetic data, its id column and that id's identifier kind.
 RECORD_IDS = {
-    "crm_a_contacts": ("contact_id", "crm_contact_id"),
-    "crm_b_leads": ("lead_id", "external_id"),
-    "marketing_contacts": ("subscriber_id", "marketing_lead_id"),
+    table: (id_column, kinds[id_column].value)
+    for table, (id_column, _, kinds) in IDENTITY_SOURCES.items()
 }
 
 

@@ -10,31 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from crmfs.definitions import IdentifierKind as K
 from crmfs.identity.deterministic import ChangeKind, IdentityRecord
 from crmfs.identity.graph import IdentityGraph
 from crmfs.identity.normalize import normalize
-from crmfs.synthetic import generate_crm
-
-SOURCES: dict[str, tuple[str, str, dict[str, K]]] = {
-    "crm_a_contacts": (
-        "contact_id",
-        "updated_at",
-        {"contact_id": K.CRM_CONTACT_ID, "email": K.EMAIL, "phone": K.PHONE,
-         "first_name": K.FIRST_NAME, "last_name": K.LAST_NAME, "city": K.CITY},
-    ),
-    "crm_b_leads": (
-        "lead_id",
-        "created_at",
-        {"lead_id": K.EXTERNAL_ID, "email": K.EMAIL, "phone": K.PHONE,
-         "first_name": K.FIRST_NAME, "last_name": K.LAST_NAME},
-    ),
-    "marketing_contacts": (
-        "subscriber_id",
-        "subscribed_at",
-        {"subscriber_id": K.MARKETING_LEAD_ID, "email": K.EMAIL, "first_name": K.FIRST_NAME},
-    ),
-}  # fmt: skip
+from crmfs.synthetic import IDENTITY_SOURCES, generate_crm
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +26,7 @@ def crm(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[IdentityRecord],
         for t in pq.read_table(generated.files["ground_truth"]).to_pylist()
     }
     records = []
-    for table, (id_column, time_column, kinds) in SOURCES.items():
+    for table, (id_column, time_column, kinds) in IDENTITY_SOURCES.items():
         for row in pq.read_table(generated.files[table]).to_pylist():
             keys = frozenset(
                 (kind, value)

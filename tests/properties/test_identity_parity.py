@@ -154,8 +154,9 @@ def _reference(
     return out
 
 
-def _logged(store: FeatureStore) -> list[tuple[RefEvent, str]]:
-    table = store.log.read("touches")
+def _logged(store: FeatureStore, source: str = "touches") -> list[tuple[RefEvent, str]]:
+    """A source's logged events in log order, each with its identity record."""
+    table = store.log.read(source)
     if table is None:
         return []
     rows = sorted(table.to_pylist(), key=lambda r: r["_seq"])

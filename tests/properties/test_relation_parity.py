@@ -30,6 +30,7 @@ from tests.properties.test_identity_parity import (
     _clean,
     _decide,
     _golden_at,
+    _logged,
     _timeline,
     person,
     touches,
@@ -120,20 +121,6 @@ def histories(draw: st.DrawFn) -> list[Step]:
 
 
 Logged = list[tuple[RefEvent, str]]
-
-
-def _logged(store: FeatureStore, source: str) -> Logged:
-    table = store.log.read(source)
-    if table is None:
-        return []
-    rows = sorted(table.to_pylist(), key=lambda r: r["_seq"])
-    return [
-        (
-            RefEvent(None, r["_event_time_us"], r["_seq"], r["_ingested_at_us"], r),
-            r["_identity_record"],
-        )
-        for r in rows
-    ]
 
 
 def _account_of(
