@@ -40,3 +40,12 @@ def test_conflicts_are_different_names_or_different_mailboxes_at_one_domain() ->
     assert conflict(ann, bob)
     assert not conflict(ann, typo)  # one typo apart: one mailbox
     assert conflict(ann, namesake)  # a digit tells two mailboxes apart
+
+
+def test_city_nicknames_are_spelt_out() -> None:
+    assert [normalize(K.CITY, v) for v in ("Philly", "NYC", "Bklyn", "Boston")] == [
+        "philadelphia",
+        "new york",
+        "brooklyn",
+        "boston",
+    ]

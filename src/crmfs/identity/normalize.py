@@ -142,6 +142,27 @@ def normalize_name(value: str) -> str | None:
     return plain_text(value) or None
 
 
+# Nicknames and abbreviations people type for large US cities (normalized forms).
+CITY_NICKNAMES: dict[str, str] = {
+    "nyc": "new york", "ny": "new york", "bklyn": "brooklyn", "sf": "san francisco",
+    "la": "los angeles", "chi": "chicago", "chitown": "chicago", "atl": "atlanta",
+    "pdx": "portland", "mpls": "minneapolis", "philly": "philadelphia", "phl": "philadelphia",
+    "sd": "san diego", "pgh": "pittsburgh", "slc": "salt lake city", "dc": "washington",
+    "nola": "new orleans", "vegas": "las vegas", "lv": "las vegas", "kc": "kansas city",
+    "stl": "st louis", "saint louis": "st louis", "hou": "houston", "htx": "houston",
+    "dfw": "dallas", "bos": "boston", "sea": "seattle", "den": "denver", "phx": "phoenix",
+    "atx": "austin", "sj": "san jose", "sac": "sacramento", "cle": "cleveland",
+    "cincy": "cincinnati", "indy": "indianapolis", "jax": "jacksonville", "msp": "minneapolis",
+}  # fmt: skip
+
+
+def normalize_city(value: str) -> str | None:
+    """A city as a name (``normalize_name``), with common nicknames spelt out (``Philly``
+    -> ``philadelphia``, ``NYC`` -> ``new york``)."""
+    name = normalize_name(value)
+    return CITY_NICKNAMES.get(name, name) if name else None
+
+
 def first_name_forms(value: str) -> frozenset[str]:
     """The normalized first name and the given names it is a common nickname of
     (``Bob`` -> ``{"bob", "robert"}``): two first names may be the same person's when
@@ -242,7 +263,7 @@ _TEXT_RULES: dict[IdentifierKind, Callable[[str], str | None]] = {
     IdentifierKind.FIRST_NAME: normalize_name,
     IdentifierKind.LAST_NAME: normalize_name,
     IdentifierKind.FULL_NAME: normalize_name,
-    IdentifierKind.CITY: normalize_name,
+    IdentifierKind.CITY: normalize_city,
     IdentifierKind.ADDRESS: normalize_address,
     IdentifierKind.POSTCODE: normalize_postcode,
     IdentifierKind.DATE_OF_BIRTH: normalize_date_of_birth,
