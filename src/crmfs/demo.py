@@ -18,8 +18,7 @@ from rich.table import Table
 
 from crmfs.demo_definitions import DEFINITIONS
 from crmfs.demo_identity import show_identity
-from crmfs.parity import columns_match, replay_parity
-from crmfs.runtimes.batch.engine import keyed_by_mapping
+from crmfs.parity import columns_match
 from crmfs.store import FeatureStore
 from crmfs.synthetic import generate_crm
 from crmfs.timestamps import to_micros
@@ -148,10 +147,8 @@ def run_demo(folder: Path, scale: int, seed: int, console: Console) -> bool:
     console.rule("8. parity: replay the log, online vs offline as served")
     t = time.perf_counter()
     # Views keyed by golden ids or relations follow merges, splits and moves, which a replay
-    # of the log alone does not repeat; their parity is proven by the property tests
-    # (tests/properties/test_identity_parity.py, test_relation_parity.py).
-    replayed = [p for p in store.plans().values() if not keyed_by_mapping(p)]
-    parity = replay_parity(store.log, store.engine, replayed, check_times=40, entities_per_check=20)
+    # of the log alone does not repeat: they are compared as the live store followed them.
+    parity = store.check_parity(check_times=40, entities_per_check=20)
     console.print(
         f"{parity.checks:,} values at {parity.check_times} check times over {len(parity.features)} features:"
         f" {parity.mismatches} mismatches ({time.perf_counter() - t:.1f} s)"

@@ -23,6 +23,7 @@ from crmfs.ingestion.identity import GraphIdentity
 from crmfs.ingestion.keying import MappedKeys
 from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
 from crmfs.ingestion.readers import Chunk, Records, read_file
+from crmfs.parity import ParityReport, live_parity, replay_parity
 from crmfs.registry.changes import Change, ChangeKind
 from crmfs.registry.sqlite_registry import SqliteRegistry
 from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy, keyed_by_mapping
@@ -413,6 +414,33 @@ class FeatureStore:
             " id) or a strong identifier (email, phone, crm_contact_id ..., or a source's"
             " identifier field) in each entity row"
         )
+
+    # -- parity ----------------------------------------------------------------------
+
+    def check_parity(
+        self,
+        check_times: int = 50,
+        entities_per_check: int = 25,
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ParityReport:
+        """Streaming = batch on this project's log: views keyed by a field are replayed into
+        a scratch store and compared at sampled times; views keyed by golden ids or a
+        relation are compared as the live store followed them, now (``live_parity``)."""
+        plans = list(self.plans().values())
+        report = replay_parity(
+            self.log, self.engine, plans, check_times, entities_per_check, seed, progress
+        )
+        mapped = [
+            (p, self.mapped_keys.mapping(p, "recorded")) for p in plans if keyed_by_mapping(p)
+        ]
+        if mapped:
+            self.catch_up()
+            # Now: after every batch applied and every identity change followed.
+            at = max(self.clock(), self.online.watermark().ingested_at)
+            per_view = max(entities_per_check, check_times * entities_per_check // 4)
+            live_parity(self.online, self.engine, mapped, at, per_view, seed, report)
+        return report
 
     # -- backfill --------------------------------------------------------------------
 

@@ -162,6 +162,9 @@ def test_opens_roll_up_to_the_account_and_follow_moves(
     before = _opens(fs, ["acme", "initech", "hooli"], 30)
     fs.materialize()
     assert _opens(fs, ["acme", "initech", "hooli"], 30) == before
+    report = fs.check_parity()
+    assert report.ok
+    assert report.features[REF].checks == 3  # acme, initech, hooli
 
 
 def test_identity_merges_move_roll_ups(store: tuple[FeatureStore, list[int]]) -> None:

@@ -217,6 +217,10 @@ def test_an_operator_split_recomputes_the_parts(store: tuple[FeatureStore, list[
     before = _online(fs, [{"golden_id": ann}, {"golden_id": bob}], 40)
     fs.materialize()
     assert _online(fs, [{"golden_id": ann}, {"golden_id": bob}], 40) == before
+    # The parity check compares the live states with the batch runtime as served.
+    report = fs.check_parity()
+    assert report.ok
+    assert report.features["engagement:touches_1d"].checks == 2
 
 
 def test_events_without_a_usable_strong_identifier_are_quarantined(

@@ -206,13 +206,10 @@ def parity(
     entities: Annotated[int, typer.Option(help="Entities read at each check time")] = 25,
     seed: Annotated[int, typer.Option(help="Sampling seed")] = 0,
 ) -> None:
-    """Replay the log, compare online with offline as-served values; exit 1 on any mismatch."""
-    from crmfs.parity import replay_parity
-
+    """Replay the log, compare online with offline as-served values (views keyed by golden
+    ids or relations: the live store now); exit 1 on any mismatch."""
     store = _store(repo)
-    report = replay_parity(
-        store.log, store.engine, list(store.plans().values()), checks, entities, seed
-    )
+    report = store.check_parity(checks, entities, seed)
     _print_parity(report)
     if not report.ok:
         raise typer.Exit(1)
