@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crmfs.definitions import IdentifierKind as K
 from crmfs.identity.deterministic import IdentityRecord
-from crmfs.identity.match_columns import columns_of, conflict, phone_area
+from crmfs.identity.match_columns import columns_of, conflict, is_role_mailbox, phone_area
 from crmfs.identity.normalize import normalize
 
 
@@ -49,3 +49,16 @@ def test_city_nicknames_are_spelt_out() -> None:
         "brooklyn",
         "boston",
     ]
+
+
+def test_names_conflict_in_neither_order_and_role_mailboxes_tolerate_a_slip() -> None:
+    spelt = columns_of(_record(email="garcia.omar@letterpost.org"))
+    declared = columns_of(_record(first_name="Omar", last_name="Garcia", email="og@acme.com"))
+    assert not conflict(spelt, declared)  # garcia.omar read in the other order
+    assert is_role_mailbox("info")
+    assert is_role_mailbox("sles")  # sales, one slip
+    assert not is_role_mailbox("jane.doe")
+    shared = columns_of(_record(first_name="Ben", email="sles@zenith.com"))
+    other = columns_of(_record(first_name="Ben", email="ben@zenith.com"))
+    assert shared["work_mailbox"] is None
+    assert not conflict(shared, other)

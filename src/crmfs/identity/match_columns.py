@@ -79,7 +79,7 @@ def columns_of(record: IdentityRecord, organisations: Mapping[str, str] | None =
     first, last = _key(record, K.FIRST_NAME), _key(record, K.LAST_NAME)
     spelt_first, spelt_last = email_name_parts(email, first)
     local, _, domain = (email or "").rpartition("@")
-    personal = local.rstrip("0123456789") not in ROLE_MAILBOXES
+    personal = not is_role_mailbox(local)
     last = last or spelt_last
     phone = _key(record, K.PHONE)
     company = _key(record, K.COMPANY) or (organisations or {}).get(domain)
@@ -119,9 +119,27 @@ def phone_area(phone: str | None) -> str | None:
     return f"+{number.country_code} {str(number.national_number)[:digits]}"
 
 
+_ROLES = sorted(ROLE_MAILBOXES)
+
+
+@functools.lru_cache(maxsize=65_536)
+def is_role_mailbox(local: str) -> bool:
+    """Whether an address's local part names a function (``info``, ``sales``), also typed
+    with one slip (``sles``, ``cnotact``) in names of four letters or more."""
+    local = local.rstrip("0123456789")
+    if local in ROLE_MAILBOXES:
+        return True
+    return len(local) >= 3 and any(
+        len(role) >= 4 and OSA.distance(local, role) <= 1 for role in _ROLES
+    )
+
+
 def conflict(a: Columns, b: Columns) -> bool:
-    """Whether two records name different people (their clusters never join)."""
-    if plain_names_conflict(a["first"], a["last"], b["first"], b["last"]):
+    """Whether two records name different people (their clusters never join); names read
+    in either order (an address spells ``smith.jane`` as often as ``jane.smith``)."""
+    if plain_names_conflict(a["first"], a["last"], b["first"], b["last"]) and plain_names_conflict(
+        a["first"], a["last"], b["last"], b["first"]
+    ):
         return True
     return _mailboxes_differ(a["work_mailbox"], b["work_mailbox"])
 
