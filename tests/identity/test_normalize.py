@@ -129,6 +129,8 @@ def test_normalize_dispatches_on_the_kind() -> None:
         ("info@acme.com", "nora", (None, None)),
         ("bob@acme.com", None, ("bob", None)),  # a known given name or nickname
         ("zxqv@acme.com", None, (None, None)),
+        ("robertrossi@acme.com", None, ("robert", "rossi")),  # a known given name first
+        ("roberto@acme.com", None, (None, None)),  # too little left for a last name
         (None, "nora", (None, None)),
     ],
 )

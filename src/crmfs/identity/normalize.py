@@ -291,8 +291,9 @@ def email_name_parts(email: str | None, first_name: str | None = None) -> tuple[
     ``jane.doe``, ``doe_jane``, ``janedoe`` or ``jdoe`` with ``first_name`` ``jane``; digits
     at the end are dropped. Shared mailboxes (``info@``) spell nothing. A part that cannot be
     told is None. Without ``first_name``, a two-word local part is read first name first
-    unless its second word is a known given name or nickname, and one word that is a known
-    given name is read as that first name."""
+    unless its second word is a known given name or nickname, one word that is a known
+    given name is read as that first name, and one that starts with one (the longest, at
+    least three letters left) as that name and a last name (``aishafontaine``)."""
     if not email or "@" not in email:
         return (None, None)
     local = email.partition("@")[0].rstrip("0123456789")
@@ -317,6 +318,12 @@ def email_name_parts(email: str | None, first_name: str | None = None) -> tuple[
         return (None, word[1:])  # an initial and the last name
     if not first_name and word in _KNOWN_FIRST:
         return (word, None)  # a given name alone (``tim@``)
+    if not first_name:  # a given name and a last name run together (``aishafontaine``)
+        for size in range(len(word) - 1, 2, -1):
+            if word[:size] in _KNOWN_FIRST:
+                if len(word) - size < 3:
+                    break  # a longer form of a given name (``roberto``), not two names
+                return (word[:size], word[size:])
     return (None, None)
 
 
