@@ -12,7 +12,7 @@ import pytest
 
 from crmfs.definitions import Aggregation, Entity, EventSource, FeatureView, Relation
 from crmfs.errors import DefinitionError
-from crmfs.identity.graph import UNBOUNDED_FUTURE, UNBOUNDED_PAST
+from crmfs.identity.graph_schema import UNBOUNDED_FUTURE, UNBOUNDED_PAST
 from crmfs.identity.hierarchy import RelationEvent, current_parents, parent_spans
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros

@@ -42,6 +42,14 @@ from crmfs.identity.deterministic import (
     IdentityRecord,
     Key,
 )
+from crmfs.identity.graph_schema import (
+    CURRENT,
+    CURRENT_AT,
+    EFFECTIVE,
+    RECORDED,
+    SCHEMA,
+    add_effective_times,
+)
 from crmfs.storage.sqlite_tx import write_transaction
 
 if TYPE_CHECKING:  # the probabilistic layer (pandas, rapidfuzz) loads only when it is used
@@ -50,42 +58,7 @@ if TYPE_CHECKING:  # the probabilistic layer (pandas, rapidfuzz) loads only when
     from crmfs.identity.probabilistic_layer import ProbabilisticLayer
 
 IntervalAxis = Literal["recorded", "effective", "current"]
-UNBOUNDED_PAST = -(2**62)
-UNBOUNDED_FUTURE = 2**62
 MIN_RECORDS_TO_FIT = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    record_id TEXT PRIMARY KEY, seen_us INTEGER NOT NULL, keys TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS record_keys (
-    kind TEXT NOT NULL, value TEXT NOT NULL, record_id TEXT NOT NULL,
-    PRIMARY KEY (kind, value, record_id));
-CREATE TABLE IF NOT EXISTS assignments (
-    record_id TEXT NOT NULL, golden_id TEXT NOT NULL, valid_from_us INTEGER NOT NULL,
-    valid_to_us INTEGER, change_seq INTEGER NOT NULL, effective_from_us INTEGER);
-CREATE INDEX IF NOT EXISTS assignments_of_record ON assignments (record_id, valid_from_us);
-CREATE INDEX IF NOT EXISTS assignments_of_golden ON assignments (golden_id, valid_from_us);
-CREATE TABLE IF NOT EXISTS clusters (golden_id TEXT PRIMARY KEY, first_record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS shared_keys (
-    kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT NOT NULL, since_us INTEGER NOT NULL,
-    PRIMARY KEY (kind, value));
-CREATE TABLE IF NOT EXISTS operator_links (
-    record_a TEXT NOT NULL, record_b TEXT NOT NULL, reason TEXT NOT NULL, at_us INTEGER NOT NULL,
-    PRIMARY KEY (record_a, record_b));
-CREATE TABLE IF NOT EXISTS links (
-    record_a TEXT NOT NULL, record_b TEXT NOT NULL, probability REAL NOT NULL,
-    at_us INTEGER NOT NULL, PRIMARY KEY (record_a, record_b));
-CREATE TABLE IF NOT EXISTS do_not_link (
-    record_a TEXT NOT NULL, record_b TEXT NOT NULL, reason TEXT NOT NULL, at_us INTEGER NOT NULL,
-    PRIMARY KEY (record_a, record_b));
-CREATE TABLE IF NOT EXISTS model (
-    id INTEGER PRIMARY KEY CHECK (id = 1), model TEXT NOT NULL, threshold REAL NOT NULL,
-    floor REAL NOT NULL, fitted_us INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, kind TEXT NOT NULL,
-    golden_id TEXT NOT NULL, record_id TEXT, retired TEXT NOT NULL, created TEXT NOT NULL,
-    reason TEXT NOT NULL);
-"""
 
 
 @dataclass(frozen=True)
@@ -116,8 +89,8 @@ class IdentityGraph:
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-            _add_effective_times(self._db)
+            self._db.executescript(SCHEMA)
+            add_effective_times(self._db)
         except sqlite3.Error as exc:
             raise StorageError(f"identity graph {self.path}: {exc}") from exc
         self._options: dict[str, object] = {"names_must_agree": names_must_agree}
@@ -578,10 +551,10 @@ class IdentityGraph:
         Open intervals end at ``UNBOUNDED_FUTURE``.
         """
         if axis == "current":
-            query = _CURRENT_AT if at_us is not None else _CURRENT
+            query = CURRENT_AT if at_us is not None else CURRENT
             params: tuple[int, ...] = (at_us, at_us) if at_us is not None else ()
         elif axis in ("recorded", "effective"):
-            query = _RECORDED if axis == "recorded" else _EFFECTIVE
+            query = RECORDED if axis == "recorded" else EFFECTIVE
             params = ()
         else:
             raise ValueError(f"axis must be recorded, effective or current, not {axis!r}")
@@ -663,42 +636,3 @@ def _match_columns(records: list[IdentityRecord]) -> dict[str, list[str | None]]
 
     found = [columns_of(r) for r in records]
     return {c: [cols[c] for cols in found] for c in MATCH_COLUMNS}
-
-
-# A record's first assignment reaches back without bound (see ``IdentityGraph.intervals``).
-_FIRST = "row_number() OVER (PARTITION BY record_id ORDER BY valid_from_us, change_seq) = 1"
-_RECORDED = f"""
-SELECT record_id, golden_id,
-       CASE WHEN {_FIRST} THEN {UNBOUNDED_PAST} ELSE valid_from_us END,
-       coalesce(valid_to_us, {UNBOUNDED_FUTURE})
-FROM assignments"""
-_EFFECTIVE = f"""
-SELECT record_id, golden_id, from_us, to_us FROM (
-    SELECT record_id, golden_id,
-           CASE WHEN {_FIRST} THEN {UNBOUNDED_PAST}
-                ELSE coalesce(effective_from_us, valid_from_us) END AS from_us,
-           coalesce(lead(coalesce(effective_from_us, valid_from_us)) OVER (
-               PARTITION BY record_id ORDER BY valid_from_us, change_seq), {UNBOUNDED_FUTURE})
-               AS to_us
-    FROM assignments)
-WHERE from_us < to_us"""
-_CURRENT = f"""
-SELECT record_id, golden_id, {UNBOUNDED_PAST}, {UNBOUNDED_FUTURE}
-FROM assignments WHERE valid_to_us IS NULL"""
-# As of a time: the assignment then, or the record's first one if it came later.
-_CURRENT_AT = f"""
-SELECT record_id, golden_id, {UNBOUNDED_PAST}, {UNBOUNDED_FUTURE} FROM (
-    SELECT record_id, golden_id, row_number() OVER (
-        PARTITION BY record_id
-        ORDER BY (valid_from_us <= ? AND (valid_to_us IS NULL OR valid_to_us > ?)) DESC,
-                 valid_from_us, change_seq) AS pick
-    FROM assignments)
-WHERE pick = 1"""
-
-
-def _add_effective_times(db: sqlite3.Connection) -> None:
-    """Graphs written before assignments had an effective time get the column (empty: read
-    as the recorded time)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(assignments)")}
-    if "effective_from_us" not in columns:
-        db.execute("ALTER TABLE assignments ADD COLUMN effective_from_us INTEGER")

@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from crmfs.identity.graph import UNBOUNDED_FUTURE, UNBOUNDED_PAST
+from crmfs.identity.graph_schema import UNBOUNDED_FUTURE, UNBOUNDED_PAST
 
 Span = tuple[int, int, Any]  # [from, to) and a value: a golden id or a parent key
 

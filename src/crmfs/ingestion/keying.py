@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from crmfs.definitions import GOLDEN_ID, IDENTITY_RECORD, Catalog, FeatureView, Relation
 from crmfs.identity.deterministic import ChangeKind
-from crmfs.identity.graph import UNBOUNDED_FUTURE, UNBOUNDED_PAST, IdentityGraph, IntervalAxis
+from crmfs.identity.graph import IdentityGraph, IntervalAxis
+from crmfs.identity.graph_schema import UNBOUNDED_FUTURE, UNBOUNDED_PAST
 from crmfs.identity.hierarchy import (
     RelationEvent,
     parent_spans,
