@@ -84,6 +84,18 @@ def test_a_valid_project_loads(tmp_path: Path) -> None:
             ["online_store.parallel_fold 'maybe' must be true or false"],
         ),
         ("project: shop\ndata_dir: 5\n", ["'data_dir' must be a path", "got 5"]),
+        (
+            "project: shop\nidentity: {type: sqlite, default_region: usa}\n",
+            ["identity.default_region 'usa' must be a two-letter region code"],
+        ),
+        (
+            "project: shop\nidentity: {type: sqlite, link_threshold: 1.5}\n",
+            ["identity.link_threshold 1.5 must be a probability between 0 and 1"],
+        ),
+        (
+            "project: shop\nidentity: {type: sqlite, link_threshold: 0.2, no_link_floor: 0.4}\n",
+            ["crmfs.yaml identity: floor must be between 0 and the threshold"],
+        ),
     ],
 )
 def test_bad_project_file_names_the_key_and_the_problem(
@@ -118,3 +130,19 @@ def test_definitions_that_fail_to_import_name_the_module(tmp_path: Path) -> None
     project = _project(tmp_path, "project: shop\n", definitions="import nowhere_to_be_found\n")
     with pytest.raises(DefinitionError, match=r"definitions\.py: field 'module': failed to import"):
         FeatureStore(project)
+
+
+def test_identity_settings_reach_the_identity_service(tmp_path: Path) -> None:
+    project = _project(
+        tmp_path,
+        "project: shop\nidentity: {type: sqlite, default_region: GB, link_threshold: 0.9,"
+        " review_threshold: 0.2, max_records_per_key: 4}\n",
+    )
+    store = FeatureStore(project)
+    try:
+        assert store.identity_region == "GB"
+        assert store.identity.policy is not None
+        assert (store.identity.policy.threshold, store.identity.review_threshold) == (0.9, 0.2)
+        assert store.identity_graph.linker.max_records_per_key == 4
+    finally:
+        store.close()

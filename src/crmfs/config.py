@@ -178,6 +178,8 @@ IDENTITY_GRAPHS: dict[str, dict[str, OptionCheck]] = {
         "max_records_per_key": _positive_int,
         "names_must_agree": _boolean,
         "review_threshold": _probability,
+        "link_threshold": _probability,
+        "no_link_floor": _probability,
     }
 }
 BATCH_ENGINES: dict[str, dict[str, OptionCheck]] = {

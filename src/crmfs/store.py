@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from crmfs.config import ProjectConfig, load_definitions
 from crmfs.definitions import Catalog, FeatureService, IdentifierKind, fingerprint
 from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
+from crmfs.identity.clustering import LinkPolicy
 from crmfs.identity.graph import IdentityGraph, IntervalAxis
 from crmfs.identity.lookup import IdentifierLookup, identifier_kind
 from crmfs.identity.service import DEFAULT_REVIEW_THRESHOLD, IdentityService
@@ -108,6 +109,7 @@ class FeatureStore:
             self.identity_region,
             after_change=self.follow_identity,
             review_threshold=identity_options.get("review_threshold", DEFAULT_REVIEW_THRESHOLD),
+            policy=_link_policy(identity_options),
         )
         self._plans: dict[str, ViewPlan] | None = None
         self._requests: dict[str | tuple[str, ...], list[tuple[FeatureRequest, list[str]]]] = {}
@@ -492,6 +494,21 @@ class FeatureStore:
         self.log.close()
         self.online.close()
         self.registry.close()
+
+
+def _link_policy(options: Mapping[str, Any]) -> LinkPolicy | None:
+    """The probabilistic layer's thresholds from ``crmfs.yaml`` (``identity.link_threshold``,
+    ``identity.no_link_floor``), or None for the defaults."""
+    if "link_threshold" not in options and "no_link_floor" not in options:
+        return None
+    from crmfs.identity.match_columns import DEFAULT_POLICY
+
+    threshold = options.get("link_threshold", DEFAULT_POLICY.threshold)
+    floor = options.get("no_link_floor", min(DEFAULT_POLICY.floor, threshold))
+    try:
+        return LinkPolicy(threshold, floor)
+    except ValueError as exc:
+        raise ConfigError(f"crmfs.yaml identity: {exc}") from None
 
 
 def _key_type(plan: ViewPlan) -> Callable[[Any], EntityKey]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from crmfs.definitions import IdentifierKind
 from crmfs.errors import IdentityError
+from crmfs.identity.clustering import LinkPolicy
 from crmfs.identity.deterministic import ClusterChange, IdentityRecord, SharedKey
 from crmfs.identity.graph import AuditEntry, IdentityGraph
 from crmfs.identity.lookup import IdentifierLookup
@@ -72,9 +73,14 @@ class IdentityService:
         default_region: str = "US",
         after_change: Callable[[], object] | None = None,
         review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
+        policy: LinkPolicy | None = None,
     ) -> None:
+        """``policy``: the auto-link threshold and the no-link floor of the probabilistic
+        layer (default: ``match_columns.DEFAULT_POLICY``); pairs from ``review_threshold`` up
+        to the threshold are listed for review."""
         self.graph = graph
         self.review_threshold = review_threshold
+        self.policy = policy
         self.default_region = default_region
         self.after_change = after_change
 
@@ -131,7 +137,7 @@ class IdentityService:
     def fit(self) -> str:
         """Fit the probabilistic layer on the records seen and re-resolve them (merges are
         followed online); a one-line report."""
-        report = self.graph.fit_matcher()
+        report = self.graph.fit_matcher(self.policy)
         self._changed()
         return (
             f"fitted on {len(self.graph.linker.clusters())} deterministic clusters:"
