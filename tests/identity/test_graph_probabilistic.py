@@ -74,11 +74,16 @@ def test_fitting_links_what_the_strong_keys_miss_and_survives_a_restart(
     # Every record's assignment moved with the merges: golden ids read back per record.
     for gid, members in fitted.items():
         assert {graph.golden_id(r) for r in members} == {gid}
-    # The layer (model, pairs, decisions) is restored as it was.
+    # The layer (model, pairs, decisions) is restored as it was, and the deterministic
+    # clusters under it stay apart from the final ones.
+    base = graph.linker.clusters()
+    assert len(base) > len(fitted)
     graph.close()
     again = IdentityGraph(tmp_path / "identity.db", _clock)
+    assert again.clusters() == fitted  # read from the stored assignments
+    assert again.linker.clusters() == base
+    assert again.layer is not None  # rebuilt when first needed
     assert again.clusters() == fitted
-    assert again.layer is not None
     again.close()
 
 

@@ -96,7 +96,10 @@ class IdentityGraph:
         self._options: dict[str, object] = {"names_must_agree": names_must_agree}
         if max_records_per_key is not None:
             self._options["max_records_per_key"] = max_records_per_key
-        self.layer: ProbabilisticLayer | None = None
+        self._layer: ProbabilisticLayer | None = None
+        self._layer_stored = False
+        self._final_of: dict[str, str] = {}
+        self._final_members: dict[str, set[str]] | None = None
         self.linker = self._load()
 
     def close(self) -> None:
@@ -235,10 +238,17 @@ class IdentityGraph:
             for gid in change.retired:
                 db.execute("DELETE FROM clusters WHERE golden_id = ?", (gid,))
             for gid in (change.golden_id, *change.created):
-                if self.linker.members(gid):
+                members = self.linker.members(gid)
+                if members:
                     db.execute(
                         "INSERT OR REPLACE INTO clusters VALUES (?, ?)",
                         (gid, self.linker.first_record(gid)),
+                    )
+                    # The deterministic cluster of each record, apart from the final one
+                    # (they differ once the probabilistic layer joins clusters).
+                    db.executemany(
+                        "INSERT OR REPLACE INTO base_assignments VALUES (?, ?)",
+                        [(rid, gid) for rid in members],
                     )
         for change in final:
             seq = db.execute(
@@ -284,14 +294,26 @@ class IdentityGraph:
         )
 
     def _golden_now(self, record_id: str) -> str:
-        if self.layer is not None:
-            return self.layer.golden_id(record_id)
+        if self._layer is not None:
+            return self._layer.golden_id(record_id)
+        if self._layer_stored:  # not rebuilt yet: the stored final clusters
+            return self._final_of[record_id]
         return self.linker.golden_id(record_id)
 
     def _members_now(self, golden_id: str) -> frozenset[str]:
-        if self.layer is not None:
-            return self.layer.members(golden_id)
+        if self._layer is not None:
+            return self._layer.members(golden_id)
+        if self._layer_stored:
+            return frozenset(self._stored_clusters().get(golden_id, ()))
         return self.linker.members(golden_id)
+
+    def _stored_clusters(self) -> dict[str, set[str]]:
+        if self._final_members is None:
+            found: dict[str, set[str]] = {}
+            for rid, gid in self._final_of.items():
+                found.setdefault(gid, set()).add(rid)
+            self._final_members = found
+        return self._final_members
 
     def _assign(self, record_id: str, golden_id: str, now: int, seq: int, effective: int) -> None:
         current = self._db.execute(
@@ -392,8 +414,10 @@ class IdentityGraph:
 
     def clusters(self) -> dict[str, frozenset[str]]:
         """Every golden id now and its records."""
-        if self.layer is not None:
-            return self.layer.resolver.clusters()
+        if self._layer is not None:
+            return self._layer.resolver.clusters()
+        if self._layer_stored:
+            return {gid: frozenset(members) for gid, members in self._stored_clusters().items()}
         return self.linker.clusters()
 
     def fit_matcher(
@@ -486,7 +510,7 @@ class IdentityGraph:
             "INSERT OR REPLACE INTO model VALUES (1, ?, ?, ?, ?)",
             (model.to_json(), policy.threshold, policy.floor, now),
         )
-        self.layer = layer
+        self._layer, self._layer_stored = layer, True
         after = {gid: layer.resolver.cluster(gid) for gid in layer.resolver.clusters()}
         changes = final_changes(before, after, None, "probabilistic matching (re)fitted")
         self._save(None, [], changes, set(), now, now)
@@ -590,6 +614,13 @@ class IdentityGraph:
                 "SELECT record_id, golden_id FROM assignments WHERE valid_to_us IS NULL"
             )
         }
+        self._final_of = dict(cluster_of)  # the golden ids now (final clusters)
+        # The deterministic clusters: kept apart from the final ones since the probabilistic
+        # layer exists; graphs written before keep only the final ones, which were the same.
+        cluster_of.update(
+            (str(rid), str(gid))
+            for rid, gid in db.execute("SELECT record_id, golden_id FROM base_assignments")
+        )
         first_of = {str(g): str(r) for g, r in db.execute("SELECT * FROM clusters")}
         shared = {
             (IdentifierKind(k), str(v)): str(why)
@@ -602,8 +633,20 @@ class IdentityGraph:
         linker = DeterministicLinker.restore(
             records, cluster_of, first_of, shared, operator_links, **self._options
         )
-        self.layer = self._load_layer(linker, records)
+        self._layer = None
+        self._layer_stored = db.execute("SELECT 1 FROM model").fetchone() is not None
+        self._final_members = None
         return linker
+
+    @property
+    def layer(self) -> ProbabilisticLayer | None:
+        """The probabilistic layer, once a model is fitted; rebuilt from the disk when first
+        needed (reads of golden ids use the stored assignments meanwhile)."""
+        if self._layer is None and self._layer_stored:
+            with self._lock:
+                if self._layer is None:
+                    self._layer = self._load_layer(self.linker, self._records_in_order())
+        return self._layer
 
     def _load_layer(
         self, linker: DeterministicLinker, records: list[IdentityRecord]

@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS assignments (
     valid_to_us INTEGER, change_seq INTEGER NOT NULL, effective_from_us INTEGER);
 CREATE INDEX IF NOT EXISTS assignments_of_record ON assignments (record_id, valid_from_us);
 CREATE INDEX IF NOT EXISTS assignments_of_golden ON assignments (golden_id, valid_from_us);
+CREATE TABLE IF NOT EXISTS base_assignments (
+    record_id TEXT PRIMARY KEY, golden_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS clusters (golden_id TEXT PRIMARY KEY, first_record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shared_keys (
     kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT NOT NULL, since_us INTEGER NOT NULL,
