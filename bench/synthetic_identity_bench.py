@@ -33,13 +33,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from crmfs.identity.deterministic import IdentityRecord
 from crmfs.identity.graph import IdentityGraph
 from crmfs.identity.match_columns import DEFAULT_POLICY, columns_of
-from crmfs.identity.normalize import normalize
-from crmfs.synthetic import IDENTITY_SOURCES, generate_crm
+from crmfs.synthetic import generate_crm, identity_records
 
 SCALE = 2000
 SEED = 1  # the defaults were chosen on seed 0
@@ -63,20 +60,7 @@ def ensure_synthetic(work_dir: Path, scale: int = SCALE, seed: int = SEED) -> Pa
 
 def load_records(folder: Path) -> tuple[list[IdentityRecord], dict[str, str]]:
     """Every identity record of the three sources in time order, and each one's person."""
-    truth = pq.read_table(folder / "ground_truth.parquet").to_pylist()
-    person = {f"{t['table']}:{t['record_id']}": t["person_id"] for t in truth}
-    records = []
-    for table, (id_column, time_column, kinds) in IDENTITY_SOURCES.items():
-        for row in pq.read_table(folder / f"{table}.parquet").to_pylist():
-            keys = frozenset(
-                (kind, value)
-                for column, kind in kinds.items()
-                if (value := normalize(kind, row[column])) is not None
-            )
-            seen_us = int(row[time_column].timestamp() * 1_000_000)
-            records.append(IdentityRecord(f"{table}:{row[id_column]}", seen_us, keys))
-    records.sort(key=lambda r: (r.seen_us, r.record_id))
-    return records, person
+    return identity_records(folder)
 
 
 def _graph(folder: Path, name: str) -> IdentityGraph:

@@ -7,13 +7,11 @@ import random
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from crmfs.identity.deterministic import ChangeKind, IdentityRecord
 from crmfs.identity.graph import IdentityGraph
-from crmfs.identity.normalize import normalize
-from crmfs.synthetic import IDENTITY_SOURCES, generate_crm
+from crmfs.synthetic import generate_crm, identity_records
 
 
 @pytest.fixture(scope="module")
@@ -21,22 +19,7 @@ def crm(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[IdentityRecord],
     """The synthetic CRM's records in time order, and each record's real person."""
     folder = tmp_path_factory.mktemp("crm")
     generated = generate_crm(folder, scale=400, seed=3, progress=None)
-    truth = {
-        f"{t['table']}:{t['record_id']}": t["person_id"]
-        for t in pq.read_table(generated.files["ground_truth"]).to_pylist()
-    }
-    records = []
-    for table, (id_column, time_column, kinds) in IDENTITY_SOURCES.items():
-        for row in pq.read_table(generated.files[table]).to_pylist():
-            keys = frozenset(
-                (kind, value)
-                for column, kind in kinds.items()
-                if (value := normalize(kind, row[column])) is not None
-            )
-            seen = int(row[time_column].timestamp() * 1_000_000)
-            records.append(IdentityRecord(f"{table}:{row[id_column]}", seen, keys))
-    records.sort(key=lambda r: (r.seen_us, r.record_id))
-    return records, truth
+    return identity_records(generated.files["ground_truth"].parent)
 
 
 def _pairwise_f1(clusters: dict[str, frozenset[str]], truth: dict[str, str]) -> float:

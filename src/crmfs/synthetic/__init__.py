@@ -25,13 +25,20 @@ from crmfs.synthetic.accounts import account_created_at, accounts_table, opportu
 from crmfs.synthetic.catalog import CATEGORIES, build_catalog, products_table
 from crmfs.synthetic.common import Window, stream
 from crmfs.synthetic.engagement import build_email_events, build_support_tickets
-from crmfs.synthetic.identities import IDENTITY_SOURCES
+from crmfs.synthetic.identities import IDENTITY_SOURCES, identity_records
 from crmfs.synthetic.people import build_population
 from crmfs.synthetic.sources import build_sources
 from crmfs.synthetic.web import build_web
 from crmfs.synthetic.writer import write_parquet
 
-__all__ = ["DEFAULT_END", "IDENTITY_SOURCES", "TABLES", "SyntheticCrm", "generate_crm"]
+__all__ = [
+    "DEFAULT_END",
+    "IDENTITY_SOURCES",
+    "TABLES",
+    "SyntheticCrm",
+    "generate_crm",
+    "identity_records",
+]
 
 # A fixed anchor rather than "now", so that the same seed always yields the same files.
 DEFAULT_END = datetime(2026, 1, 1, tzinfo=UTC)

@@ -2,12 +2,18 @@
 
 Each identity table's record id column, its time column (when a record changed), and its
 identifier columns with their kinds, for the demo, the identity bench and tests that resolve
-the tables' records against ``ground_truth``.
+the tables' records against ``ground_truth`` (``identity_records``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
 from crmfs.definitions import IdentifierKind as K
+from crmfs.identity.deterministic import IdentityRecord
+from crmfs.identity.normalize import normalize
 
 IDENTITY_SOURCES: dict[str, tuple[str, str, dict[str, K]]] = {
     "crm_a_contacts": (
@@ -28,3 +34,22 @@ IDENTITY_SOURCES: dict[str, tuple[str, str, dict[str, K]]] = {
         {"subscriber_id": K.MARKETING_LEAD_ID, "email": K.EMAIL, "first_name": K.FIRST_NAME},
     ),
 }  # fmt: skip
+
+
+def identity_records(folder: Path) -> tuple[list[IdentityRecord], dict[str, str]]:
+    """The identity records of a generated CRM's three identity tables, in time order (named
+    ``table:id``, keys normalized as ingestion does), and each record's real person."""
+    truth = pq.read_table(folder / "ground_truth.parquet").to_pylist()
+    person = {f"{t['table']}:{t['record_id']}": t["person_id"] for t in truth}
+    records = []
+    for table, (id_column, time_column, kinds) in IDENTITY_SOURCES.items():
+        for row in pq.read_table(folder / f"{table}.parquet").to_pylist():
+            keys = frozenset(
+                (kind, value)
+                for column, kind in kinds.items()
+                if (value := normalize(kind, row[column])) is not None
+            )
+            seen_us = int(row[time_column].timestamp() * 1_000_000)
+            records.append(IdentityRecord(f"{table}:{row[id_column]}", seen_us, keys))
+    records.sort(key=lambda r: (r.seen_us, r.record_id))
+    return records, person
