@@ -347,18 +347,24 @@ class IdentityGraph:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def record_of_key(self, key: Key) -> str | None:
+        """The record an identifier (a normalized key) stands for now: the first of the
+        records carrying it (they are one cluster unless it is shared, and a shared
+        identifier stands for no one)."""
+        holders = self.linker.holders(key)
+        if not holders or self.linker.shared_reason(key) is not None:
+            return None
+        return min(holders)
+
     def golden_id_of(
         self, kind: IdentifierKind, value: str, at_us: int | None = None
     ) -> str | None:
         """The golden id an identifier (a normalized key) stands for, now or as of ``at_us``.
 
         None when no record carries it, or when it is shared (it names several people)."""
-        key = (kind, value)
         if at_us is None:
-            holders = self.linker.holders(key)
-            if not holders or self.linker.shared_reason(key) is not None:
-                return None
-            return self._golden_now(min(holders))
+            record = self.record_of_key((kind, value))
+            return None if record is None else self._golden_now(record)
         shared = self._db.execute(
             "SELECT 1 FROM shared_keys WHERE kind = ? AND value = ? AND since_us <= ?",
             (kind.value, value, at_us),
@@ -499,10 +505,7 @@ class IdentityGraph:
             for (i, j), p in zip(scored.pairs.tolist(), scored.probabilities, strict=True)
         ]
         layer = ProbabilisticLayer(model, settings, policy)
-        layer.do_not_link = {
-            frozenset((str(a), str(b)))
-            for a, b in self._db.execute("SELECT record_a, record_b FROM do_not_link")
-        }
+        layer.do_not_link = self._do_not_link_pairs()
         layer.restore(self.linker, records, pairs)
         self._db.execute("DELETE FROM links")
         self._save_pairs(pairs, now)
@@ -515,6 +518,10 @@ class IdentityGraph:
         changes = final_changes(before, after, None, "probabilistic matching (re)fitted")
         self._save(None, [], changes, set(), now, now)
 
+    def _do_not_link_pairs(self) -> set[frozenset[str]]:
+        rows = self._db.execute("SELECT record_a, record_b FROM do_not_link")
+        return {frozenset((str(a), str(b))) for a, b in rows}
+
     def _records_in_order(self) -> list[IdentityRecord]:
         rows = self._db.execute("SELECT record_id FROM records ORDER BY rowid").fetchall()
         found = [self.linker.record(str(r[0])) for r in rows]
@@ -524,7 +531,7 @@ class IdentityGraph:
         """Scored pairs for a person to decide: in the review band (``lower`` <= p < the
         auto-link threshold), or above it but kept apart (their clusters conflict), whose
         records are still in different clusters; best first."""
-        if self.layer is None:
+        if not self._layer_stored:
             return []
         with self._lock:
             rows = self._db.execute(
@@ -559,10 +566,6 @@ class IdentityGraph:
     def changes_after(self, seq: int) -> list[AuditEntry]:
         """The audit trail past change ``seq``, in order (what a follower has not applied)."""
         return self._entries("seq > ?", (seq,))
-
-    def last_change(self) -> int:
-        row = self._db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
-        return int(row[0])
 
     def intervals(self, axis: IntervalAxis, at_us: int | None = None) -> pa.Table:
         """Every record's golden ids over time: ``record_id, golden_id, from_us, to_us``.
@@ -662,10 +665,7 @@ class IdentityGraph:
         layer = ProbabilisticLayer(
             FellegiSunter.from_json(row[0]), policy=LinkPolicy(float(row[1]), float(row[2]))
         )
-        layer.do_not_link = {
-            frozenset((str(a), str(b)))
-            for a, b in self._db.execute("SELECT record_a, record_b FROM do_not_link")
-        }
+        layer.do_not_link = self._do_not_link_pairs()
         pairs = [
             ScoredPair(str(a), str(b), float(p))
             for a, b, p in self._db.execute("SELECT record_a, record_b, probability FROM links")

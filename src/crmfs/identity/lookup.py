@@ -43,14 +43,7 @@ class IdentifierLookup:
         """The record an identifier value stands for (the first of its records: they are
         one cluster unless it is shared, and a shared identifier stands for no one)."""
         normalized = normalize(kind, value, self.default_region)
-        if normalized is None:
-            return None
-        key = (kind, normalized)
-        linker = self.graph.linker
-        holders = linker.holders(key)
-        if not holders or linker.shared_reason(key) is not None:
-            return None
-        return min(holders)
+        return None if normalized is None else self.graph.record_of_key((kind, normalized))
 
     def golden_ids_now(self, kind: IdentifierKind, values: Sequence[object]) -> list[str | None]:
         found = []

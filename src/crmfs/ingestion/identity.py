@@ -20,7 +20,7 @@ import pyarrow as pa
 from crmfs.definitions import GOLDEN_ID, IDENTITY_RECORD, EventSource
 from crmfs.identity.deterministic import IdentityRecord, Key
 from crmfs.identity.graph import IdentityGraph
-from crmfs.identity.normalize import normalize
+from crmfs.identity.normalize import normalize_values
 from crmfs.storage.event_log import EVENT_TIME, Rejected
 
 NO_STRONG_IDENTIFIER = "identifiers"
@@ -64,17 +64,13 @@ def identifier_keys(
     """Each event's normalized identifiers (kind, value); identifiers that cannot serve
     (empty, an impossible phone number ...) are left out."""
     columns = [
-        (kind, events.column(name).to_pylist()) for name, kind in source.identifier_kinds.items()
+        (kind, normalize_values(kind, events.column(name).to_pylist(), default_region))
+        for name, kind in source.identifier_kinds.items()
     ]
-    keys: list[frozenset[Key]] = []
-    for row in range(events.num_rows):
-        found = []
-        for kind, values in columns:
-            value = normalize(kind, values[row], default_region)
-            if value is not None:
-                found.append((kind, value))
-        keys.append(frozenset(found))
-    return keys
+    return [
+        frozenset((kind, value) for kind, values in columns if (value := values[row]) is not None)
+        for row in range(events.num_rows)
+    ]
 
 
 class GraphIdentity:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from crmfs.identity.deterministic import ChangeKind
 from crmfs.identity.graph import AuditEntry, IdentityGraph
-from crmfs.runtimes.streaming.state import decode, encode, merge_states, new_state
+from crmfs.runtimes.streaming.state import merged_blob
 from crmfs.storage.ports import EntityKey, OnlineStore
 from crmfs.transform.plan import ViewPlan
 
@@ -61,15 +61,9 @@ class IdentityFollower:
     ) -> None:
         if change.kind is ChangeKind.MERGED:
             ids = [change.golden_id, *change.retired]
-            blobs = self._current(plan, ids, written)
-            merged = new_state(plan)
-            found = False
-            for blob in blobs:
-                if blob is not None:
-                    merged = merge_states(plan, merged, decode(blob))
-                    found = True
-            if found:
-                written[change.golden_id] = encode(merged)
+            merged = merged_blob(plan, self._current(plan, ids, written))
+            if merged is not None:
+                written[change.golden_id] = merged
             for retired in change.retired:
                 written[retired] = None
         elif change.kind is ChangeKind.SPLIT:

@@ -11,7 +11,7 @@ True)``) and views rolled up by a ``Relation``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -30,7 +30,7 @@ from crmfs.identity.hierarchy import (
 from crmfs.ingestion.identity_follow import IdentityFollower
 from crmfs.ingestion.relation_follow import RelationFollower
 from crmfs.runtimes.batch.engine import DuckDBEngine
-from crmfs.runtimes.streaming.state import decode, encode, merge_states
+from crmfs.runtimes.streaming.state import merged_blob
 from crmfs.storage.arrow_schema import ARROW_TYPES
 from crmfs.storage.event_log import EVENT_TIME, INGESTED_AT, SEQ, EventLog
 from crmfs.storage.ports import OnlineStore
@@ -85,7 +85,7 @@ class MappedKeys:
                 self.plans,
                 online,
                 lambda r=relation: self._current_parents(r),  # type: ignore[misc]
-                lambda plan, keys, r=relation: self._recompute_parents(r, plan, keys),  # type: ignore[misc]
+                self._recompute_parents,
             )
             for name, relation in catalog.relations.items()
         }
@@ -214,23 +214,18 @@ class MappedKeys:
         return self._rebuilt(plan, golden_ids, mapping)
 
     def _recompute_parents(
-        self, relation: Relation, plan: ViewPlan, keys: Sequence[Any]
+        self, plan: ViewPlan, keys: Sequence[Any], parent_of: Mapping[Any, Any]
     ) -> dict[Any, bytes | None]:
         """Each parent's state: the merge of its members' states now."""
         members: dict[Any, list[str]] = {key: [] for key in keys}
-        for golden, parent in self._current_parents(relation).items():
+        for golden, parent in parent_of.items():
             if parent in members:
                 members[parent].append(golden)
         table = self.member_plans[plan.view.name].table
-        states: dict[Any, bytes | None] = {}
-        for key, golden_ids in members.items():
-            merged = None
-            for blob in self.online.read(table, sorted(golden_ids)):
-                if blob is not None:
-                    state = decode(blob)
-                    merged = state if merged is None else merge_states(plan, merged, state)
-            states[key] = None if merged is None else encode(merged)
-        return states
+        return {
+            key: merged_blob(plan, self.online.read(table, sorted(golden_ids)))
+            for key, golden_ids in members.items()
+        }
 
     def _rebuilt(
         self, plan: ViewPlan, keys: Sequence[Any], mapping: pa.Table

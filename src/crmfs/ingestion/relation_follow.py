@@ -21,8 +21,11 @@ from crmfs.transform.plan import ViewPlan
 
 SNAPSHOTS = "__relations"  # online table: relation name -> its golden id -> parent snapshot
 
-# (plan, parent keys) -> each parent's state rebuilt from the log; None: no events.
-RecomputeParents = Callable[[ViewPlan, Sequence[Any]], Mapping[Any, bytes | None]]
+# (plan, parent keys, each golden id's parent now) -> each parent's state rebuilt; None: no
+# events.
+RecomputeParents = Callable[
+    [ViewPlan, Sequence[Any], Mapping[Any, Any]], Mapping[Any, bytes | None]
+]
 
 
 class RelationFollower:
@@ -69,7 +72,7 @@ class RelationFollower:
         keys = sorted(changed, key=str)
         updates: dict[str, dict[EntityKey, bytes | None]] = {}
         for plan in self.plans:
-            updates[plan.table] = dict(self.recompute(plan, keys))
+            updates[plan.table] = dict(self.recompute(plan, keys, now))
         updates[SNAPSHOTS] = {self.relation.name: msgpack.packb(now)}
         self.online.apply_identity(updates, self.online.identity_mark())
         self._snapshot = now

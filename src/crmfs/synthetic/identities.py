@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from crmfs.definitions import IdentifierKind as K
 from crmfs.identity.deterministic import IdentityRecord
-from crmfs.identity.normalize import normalize
+from crmfs.identity.normalize import normalize_values
 
 IDENTITY_SOURCES: dict[str, tuple[str, str, dict[str, K]]] = {
     "crm_a_contacts": (
@@ -43,13 +43,22 @@ def identity_records(folder: Path) -> tuple[list[IdentityRecord], dict[str, str]
     person = {f"{t['table']}:{t['record_id']}": t["person_id"] for t in truth}
     records = []
     for table, (id_column, time_column, kinds) in IDENTITY_SOURCES.items():
-        for row in pq.read_table(folder / f"{table}.parquet").to_pylist():
-            keys = frozenset(
-                (kind, value)
-                for column, kind in kinds.items()
-                if (value := normalize(kind, row[column])) is not None
+        data = pq.read_table(folder / f"{table}.parquet")
+        columns = [
+            (kind, normalize_values(kind, data.column(column).to_pylist()))
+            for column, kind in kinds.items()
+        ]
+        for row, (record_id, seen) in enumerate(
+            zip(
+                data.column(id_column).to_pylist(),
+                data.column(time_column).to_pylist(),
+                strict=True,
             )
-            seen_us = int(row[time_column].timestamp() * 1_000_000)
-            records.append(IdentityRecord(f"{table}:{row[id_column]}", seen_us, keys))
+        ):
+            keys = frozenset(
+                (kind, value) for kind, values in columns if (value := values[row]) is not None
+            )
+            seen_us = int(seen.timestamp() * 1_000_000)
+            records.append(IdentityRecord(f"{table}:{record_id}", seen_us, keys))
     records.sort(key=lambda r: (r.seen_us, r.record_id))
     return records, person

@@ -18,7 +18,7 @@ fold accept such tiles too, and the fold writes back every tile it reaches in th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgpack
@@ -112,6 +112,15 @@ def thaw(partial: Any) -> Any:
 def decode_frozen(blob: bytes) -> Any:
     """A state to read, not to update: tuples instead of lists, which are cheaper to build."""
     return msgpack.unpackb(blob, raw=False, strict_map_key=False, use_list=False)
+
+
+def merged_blob(plan: ViewPlan, blobs: Iterable[bytes | None]) -> bytes | None:
+    """The encoded merge of several entities' states (None where all are absent)."""
+    merged, found = new_state(plan), False
+    for blob in blobs:
+        if blob is not None:
+            merged, found = merge_states(plan, merged, decode(blob)), True
+    return encode(merged) if found else None
 
 
 def merge_states(plan: ViewPlan, a: State, b: State) -> State:
