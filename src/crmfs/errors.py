@@ -6,11 +6,13 @@
     ├── DefinitionError          a definition is invalid (names the definition and field)
     ├── ConfigError              crmfs.yaml or an argument is wrong
     ├── RegistryError
-    │   └── NotApplied           a definition is used before `apply`
+    │   ├── NotApplied           a definition is used before `apply`
+    │   └── RegistryConflict     an apply was overtaken by another one since its plan
     ├── FeatureNotFound          a feature reference names no feature
     ├── IngestError              a whole ingest call cannot proceed (bad file, unknown source)
     ├── EntityDataError          an entity dataframe for a training set is malformed
     ├── StorageError             a storage adapter failed (foreign errors are wrapped here)
+    │   └── BackendUnavailable   a server (PostgreSQL, Redis) cannot be reached: retry later
     └── MissingExtra             an optional dependency is not installed
 
 Rejected *records* are not exceptions: they go to the quarantine with their reason.
@@ -84,3 +86,29 @@ class MissingExtra(CrmfsError):
 
 class IdentityError(CrmfsError):
     """An identity operation cannot be done (no records to fit on, an unknown reference)."""
+
+
+class RegistryConflict(RegistryError):
+    """An apply planned at one registry generation found the registry at another.
+
+    Another apply got there first; nothing of this one was written. ``changes`` lists what
+    the applies since ``expected`` changed, one line each.
+    """
+
+    def __init__(self, expected: int, found: int, changes: list[str]) -> None:
+        self.expected = expected
+        self.found = found
+        self.changes = changes
+        shown = "; ".join(changes[:10]) + ("; ..." if len(changes) > 10 else "")
+        what = f": {shown}" if shown else ""
+        super().__init__(
+            f"the registry changed since this plan was made (generation {expected} -> {found}"
+            f"{what}); nothing was applied: run `crmfs plan` and `crmfs apply` again"
+        )
+
+
+class BackendUnavailable(StorageError):
+    """A server backend (PostgreSQL, Redis) cannot be reached; retrying later may succeed.
+
+    Raised after the adapter's own bounded retries; the message says what was written.
+    """
