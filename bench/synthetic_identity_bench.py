@@ -19,7 +19,7 @@ default columns, settings and policy, ``crmfs.identity.match_columns``). Figures
   changed in a step that merged or split nothing (read off the graph's assignments).
 
 The policy and settings are crmfs's defaults, chosen on another seed of the generator (seed
-0) and applied here to seed 1 as they are; FEBRL uses the same threshold (``THRESHOLD``).
+0) and applied here to seed 1 as they are.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from typing import Any
 
 from crmfs.identity.deterministic import IdentityRecord
 from crmfs.identity.graph import IdentityGraph
-from crmfs.identity.match_columns import DEFAULT_POLICY, columns_of
+from crmfs.identity.lexicon import Lexicon
+from crmfs.identity.match_columns import columns_of
 from crmfs.synthetic import generate_crm, identity_records
 
 SCALE = 2000
 SEED = 1  # the defaults were chosen on seed 0
-THRESHOLD = DEFAULT_POLICY.threshold
 
 
 def log(message: str) -> None:
@@ -72,7 +72,7 @@ def stream(folder: Path, name: str, records: list[IdentityRecord], first: Identi
     graph = _graph(folder, name)
     assert first.layer is not None
     assert first.layer.matcher.model is not None
-    graph.use_model(first.layer.matcher.model, first.layer.policy)
+    graph.use_model(first.layer.matcher.model, first.layer.policy, lexicon=first.layer.lexicon)
     for i, record in enumerate(records):
         graph.add_all([record], at_us=i + 1)  # each its own step, in this order
     return graph
@@ -131,11 +131,13 @@ def scores(clusters: Iterable[frozenset[str]], person_of: Mapping[str, str]) -> 
     }
 
 
-def namesake_only(records: list[IdentityRecord], person_of: Mapping[str, str]) -> int:
+def namesake_only(
+    records: list[IdentityRecord], person_of: Mapping[str, str], lexicon: Lexicon
+) -> int:
     """People with a record that nothing but a full name shared with another person ties to
     them (no phone, company or city, an address no other record holds): no matcher can tell
     where such a record belongs better than by chance."""
-    columns = {r.record_id: columns_of(r) for r in records}
+    columns = {r.record_id: columns_of(r, lexicon) for r in records}
     holders: dict[str | None, int] = {}
     names: dict[tuple[str | None, str | None], set[str]] = {}
     for rid, c in columns.items():
@@ -184,7 +186,8 @@ def run_synthetic_identity_bench(work_dir: Path) -> list[dict[str, Any]]:
         moved = differences(clusters, streamed.clusters()) + differences(clusters, timed.clusters())
         changed = churn(timed)
         log(f"streamed: {moved} records clustered differently from the first load, churn {changed}")
-        ambiguous = namesake_only(records, person_of)
+        assert first.layer is not None
+        ambiguous = namesake_only(records, person_of, first.layer.lexicon)
         log(f"{ambiguous} people have a record only a namesake's full name ties to them")
         for graph in (first, streamed, timed):
             graph.close()

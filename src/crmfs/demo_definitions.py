@@ -23,8 +23,8 @@ crm_a_contacts = EventSource(
     },
     event_id="event_id", event_time="updated_at", owner="sales-ops", sensitivity="personal",
     identifiers={
-        "contact_id": "crm_contact_id", "email": "email", "phone": "phone",
-        "first_name": "first_name", "last_name": "last_name", "city": "city",
+        "contact_id": "crm_contact_id", "account_id": "account_id", "email": "email",
+        "phone": "phone", "first_name": "first_name", "last_name": "last_name", "city": "city",
     },
 )
 crm_b_leads = EventSource(

@@ -82,7 +82,7 @@ def test_streaming_after_fitting_gives_the_first_loads_clusters(
     assert model is not None
     for seed in (0, 1):
         streamed = IdentityGraph(tmp_path / f"streamed{seed}.db", _clock)
-        streamed.use_model(model)
+        streamed.use_model(model, lexicon=loaded.layer.lexicon)
         shuffled = list(records)
         random.Random(seed).shuffle(shuffled)
         for record in shuffled:  # one at a time, each scored on arrival

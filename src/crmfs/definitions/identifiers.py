@@ -34,6 +34,9 @@ class IdentifierKind(StrEnum):
     CITY = "city"
     DATE_OF_BIRTH = "date_of_birth"
     COMPANY = "company"
+    # The CRM account (company record) a contact belongs to: weak, an organisation the
+    # probabilistic layer learns from the addresses of the account's contacts.
+    ACCOUNT_ID = "account_id"
 
     @property
     def is_strong(self) -> bool:
@@ -44,7 +47,7 @@ class IdentifierKind(StrEnum):
         """The field types an identifier of this kind may have."""
         if self is IdentifierKind.DATE_OF_BIRTH:
             return (FieldType.STRING, FieldType.TIMESTAMP)
-        if self in _ID_KINDS:
+        if self in _ID_KINDS or self is IdentifierKind.ACCOUNT_ID:
             return (FieldType.STRING, FieldType.INT)
         return (FieldType.STRING,)
 

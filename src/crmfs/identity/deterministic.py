@@ -32,7 +32,7 @@ from typing import Any
 from rapidfuzz.distance import JaroWinkler
 
 from crmfs.definitions import IdentifierKind
-from crmfs.identity.normalize import first_name_forms
+from crmfs.identity.normalize import first_name_forms, first_name_variants
 
 Key = tuple[IdentifierKind, str]
 
@@ -98,11 +98,13 @@ def plain_names_conflict(
     first_a: str | None, last_a: str | None, first_b: str | None, last_b: str | None
 ) -> bool:
     """``names_conflict`` for plain normalized names, a little more tolerant of typing: two
-    first names also agree when a nickname form of one is near-equal to a form of the
-    other (``kaherine``, a typo of Katherine, and ``kathy``). Missing names conflict with
-    nothing.
+    first names also agree when a name or nickname of one is near-equal to a name or
+    nickname of the other (``kaherine``, a typo of Katherine, and ``kathy``; ``frd`` and
+    ``frederick``, by ``fred``). Missing names conflict with nothing.
 
     >>> plain_names_conflict("bob", "smith", "robert", "smith")
+    False
+    >>> plain_names_conflict("frd", "kelly", "frederick", "kelly")
     False
     >>> plain_names_conflict("anna", "smith", "anna", "jones")
     True
@@ -111,7 +113,7 @@ def plain_names_conflict(
         return True
     if not (first_a and first_b):
         return False
-    forms_a, forms_b = first_name_forms(first_a), first_name_forms(first_b)
+    forms_a, forms_b = first_name_variants(first_a), first_name_variants(first_b)
     if forms_a & forms_b:
         return False
     return all(

@@ -48,8 +48,9 @@ from crmfs.identity.graph_schema import (
     EFFECTIVE,
     RECORDED,
     SCHEMA,
-    add_effective_times,
+    add_new_columns,
 )
+from crmfs.identity.lexicon import Lexicon
 from crmfs.storage.sqlite_tx import write_transaction
 
 if TYPE_CHECKING:  # the probabilistic layer (pandas, rapidfuzz) loads only when it is used
@@ -90,7 +91,7 @@ class IdentityGraph:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
-            add_effective_times(self._db)
+            add_new_columns(self._db)
         except sqlite3.Error as exc:
             raise StorageError(f"identity graph {self.path}: {exc}") from exc
         self._options: dict[str, object] = {"names_must_agree": names_must_agree}
@@ -446,7 +447,8 @@ class IdentityGraph:
 
             policy, settings = policy or DEFAULT_POLICY, settings or DEFAULT_SETTINGS
             matcher = ProbabilisticMatcher(settings)
-            columns = _match_columns(records)
+            lexicon = Lexicon.learn(records)
+            columns = _match_columns(records, lexicon)
             position = {r.record_id: i for i, r in enumerate(records)}
             known = np.array(
                 [
@@ -460,7 +462,7 @@ class IdentityGraph:
             ).reshape(-1, 2)
             report, scored = matcher.fit_and_score(columns, known_matches=known)
             assert matcher.model is not None
-            self._install(matcher.model, policy, settings, records, scored)
+            self._install(matcher.model, lexicon, policy, settings, records, scored)
             return report
 
     def use_model(
@@ -468,25 +470,29 @@ class IdentityGraph:
         model: FellegiSunter,
         policy: LinkPolicy | None = None,
         settings: MatchSettings | None = None,
+        lexicon: Lexicon | None = None,
     ) -> None:
-        """Take a fitted model (another graph's, say) and re-resolve every record with it."""
+        """Take a fitted model and lexicon (another graph's, say) and re-resolve every
+        record with them; without ``lexicon``, one learned from this graph's records."""
         from crmfs.identity.match_columns import DEFAULT_POLICY, DEFAULT_SETTINGS
         from crmfs.identity.matcher import Matches, ProbabilisticMatcher
 
         policy, settings = policy or DEFAULT_POLICY, settings or DEFAULT_SETTINGS
         with self._writing():
             records = self._records_in_order()
+            lexicon = lexicon or Lexicon.learn(records)
             scorer = ProbabilisticMatcher(replace(settings, threshold=1e-12), model=model)
             scored = (
-                scorer.link(_match_columns(records))
+                scorer.link(_match_columns(records, lexicon))
                 if records
                 else Matches(np.zeros((0, 2), np.int64), np.zeros(0))
             )
-            self._install(model, policy, settings, records, scored)
+            self._install(model, lexicon, policy, settings, records, scored)
 
     def _install(
         self,
         model: FellegiSunter,
+        lexicon: Lexicon,
         policy: LinkPolicy,
         settings: MatchSettings,
         records: list[IdentityRecord],
@@ -504,14 +510,14 @@ class IdentityGraph:
             ScoredPair(ids[i], ids[j], float(p))
             for (i, j), p in zip(scored.pairs.tolist(), scored.probabilities, strict=True)
         ]
-        layer = ProbabilisticLayer(model, settings, policy)
+        layer = ProbabilisticLayer(model, settings, policy, lexicon)
         layer.do_not_link = self._do_not_link_pairs()
         layer.restore(self.linker, records, pairs)
         self._db.execute("DELETE FROM links")
         self._save_pairs(pairs, now)
         self._db.execute(
-            "INSERT OR REPLACE INTO model VALUES (1, ?, ?, ?, ?)",
-            (model.to_json(), policy.threshold, policy.floor, now),
+            "INSERT OR REPLACE INTO model VALUES (1, ?, ?, ?, ?, ?)",
+            (model.to_json(), policy.threshold, policy.floor, now, lexicon.to_json()),
         )
         self._layer, self._layer_stored = layer, True
         after = {gid: layer.resolver.cluster(gid) for gid in layer.resolver.clusters()}
@@ -656,14 +662,16 @@ class IdentityGraph:
     ) -> ProbabilisticLayer | None:
         """The probabilistic layer as it was: the fitted model, the stored pairs, and
         the do-not-link decisions (None until a model is fitted)."""
-        row = self._db.execute("SELECT model, threshold, floor FROM model").fetchone()
+        row = self._db.execute("SELECT model, threshold, floor, lexicon FROM model").fetchone()
         if row is None:
             return None
         from crmfs.identity.probabilistic import FellegiSunter
         from crmfs.identity.probabilistic_layer import ProbabilisticLayer
 
         layer = ProbabilisticLayer(
-            FellegiSunter.from_json(row[0]), policy=LinkPolicy(float(row[1]), float(row[2]))
+            FellegiSunter.from_json(row[0]),
+            policy=LinkPolicy(float(row[1]), float(row[2])),
+            lexicon=Lexicon.from_json(row[3]),
         )
         layer.do_not_link = self._do_not_link_pairs()
         pairs = [
@@ -674,8 +682,8 @@ class IdentityGraph:
         return layer
 
 
-def _match_columns(records: list[IdentityRecord]) -> dict[str, list[str | None]]:
+def _match_columns(records: list[IdentityRecord], lexicon: Lexicon) -> dict[str, list[str | None]]:
     from crmfs.identity.match_columns import MATCH_COLUMNS, columns_of
 
-    found = [columns_of(r) for r in records]
+    found = [columns_of(r, lexicon) for r in records]
     return {c: [cols[c] for cols in found] for c in MATCH_COLUMNS}

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS do_not_link (
     PRIMARY KEY (record_a, record_b));
 CREATE TABLE IF NOT EXISTS model (
     id INTEGER PRIMARY KEY CHECK (id = 1), model TEXT NOT NULL, threshold REAL NOT NULL,
-    floor REAL NOT NULL, fitted_us INTEGER NOT NULL);
+    floor REAL NOT NULL, fitted_us INTEGER NOT NULL, lexicon TEXT);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, kind TEXT NOT NULL,
     golden_id TEXT NOT NULL, record_id TEXT, retired TEXT NOT NULL, created TEXT NOT NULL,
@@ -74,9 +74,11 @@ SELECT record_id, golden_id, {UNBOUNDED_PAST}, {UNBOUNDED_FUTURE} FROM (
 WHERE pick = 1"""
 
 
-def add_effective_times(db: sqlite3.Connection) -> None:
+def add_new_columns(db: sqlite3.Connection) -> None:
     """Graphs written before assignments had an effective time get the column (empty: read
-    as the recorded time)."""
+    as the recorded time), and before models had a lexicon theirs (empty: the default)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(assignments)")}
     if "effective_from_us" not in columns:
         db.execute("ALTER TABLE assignments ADD COLUMN effective_from_us INTEGER")
+    if "lexicon" not in {row[1] for row in db.execute("PRAGMA table_info(model)")}:
+        db.execute("ALTER TABLE model ADD COLUMN lexicon TEXT")

@@ -9,8 +9,8 @@ from __future__ import annotations
 _GIVEN_NAMES: dict[str, tuple[str, ...]] = {
     "abigail": ("abby", "abbie", "gail"),
     "albert": ("al", "bert", "bertie"),
-    "alexander": ("alex", "alec", "sandy", "xander", "lex"),
-    "alexandra": ("alex", "lexi", "sandra", "sandy", "alexa"),
+    "alexander": ("alex", "alec", "sandy", "xander", "lex", "sasha"),
+    "alexandra": ("alex", "lexi", "sandra", "sandy", "alexa", "sasha"),
     "alfred": ("al", "alf", "fred", "freddie"),
     "allison": ("ally", "allie"),
     "andrew": ("andy", "drew"),
@@ -108,3 +108,5 @@ def _nicknames() -> dict[str, tuple[str, ...]]:
 
 # Nickname -> the given names it may stand for.
 NICKNAMES: dict[str, tuple[str, ...]] = _nicknames()
+# Given name -> its common nicknames.
+NICKNAMES_OF: dict[str, tuple[str, ...]] = dict(_GIVEN_NAMES)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime
 
 import phonenumbers
 
 from crmfs.definitions import IdentifierKind
-from crmfs.identity.nicknames import NICKNAMES
+from crmfs.identity.nicknames import NICKNAMES, NICKNAMES_OF
 
 # Mail providers whose addressing rules are published: ``dots`` when dots in the local part
 # are ignored, ``plus`` when ``local+tag`` is delivered to ``local``; ``alias`` names the domain
@@ -173,6 +173,15 @@ def first_name_forms(value: str) -> frozenset[str]:
     return frozenset({name, *NICKNAMES.get(name, ())})
 
 
+@functools.lru_cache(maxsize=65_536)
+def first_name_variants(value: str) -> frozenset[str]:
+    """``first_name_forms`` and every nickname of those given names (``meg`` -> ``meg``,
+    ``margaret``, ``peggy``, ``maggie`` ...): the names one person may be recorded under,
+    to read an address's local part by and to tolerate a typo in a nickname (``frd``)."""
+    forms = first_name_forms(value)
+    return forms.union(*(NICKNAMES_OF.get(given, ()) for given in forms))
+
+
 def normalize_address(value: str) -> str | None:
     """Plain text with the usual words abbreviated (``12 North Main Street, Apt. 4`` ->
     ``12 n main st apt 4``); nothing left: None."""
@@ -286,24 +295,43 @@ _LEGAL_FORMS = frozenset(
 )  # fmt: skip
 
 
-def email_name_parts(email: str | None, first_name: str | None = None) -> tuple[str | None, ...]:
+def email_name_parts(
+    email: str | None,
+    first_name: str | None = None,
+    known_first: Collection[str] = (),
+    known_last: Collection[str] = (),
+) -> tuple[str | None, ...]:
     """The (first, last) names a normalized address's local part spells, where it does:
-    ``jane.doe``, ``doe_jane``, ``janedoe`` or ``jdoe`` with ``first_name`` ``jane``; digits
-    at the end are dropped. Shared mailboxes (``info@``) spell nothing. A part that cannot be
-    told is None. Without ``first_name``, a two-word local part is read first name first
-    unless its second word is a known given name or nickname, one word that is a known
-    given name is read as that first name, and one that starts with one (the longest, at
-    least three letters left) as that name and a last name (``aishafontaine``)."""
+    ``jane.doe``, ``doe_jane``, ``janedoe`` or ``jdoe`` with ``first_name`` ``jane`` (or any
+    nickname of it); digits at the end are dropped. Shared mailboxes (``info@``) spell
+    nothing. A part that cannot be told is None.
+
+    Given names are the nickname table's plus ``known_first``, last names ``known_last``
+    (names seen in the data, ``identity.lexicon``). A two-word local part that does not
+    contain ``first_name`` is read last name first when its second word is a given name and
+    its first is not, or its first a last name and its second not (``reed.hannah``). Without
+    ``first_name``, one word that is a given name is read as that first name, one that
+    starts with one (at least three letters left) as that name and a last name
+    (``aishafontaine``, a known last name preferred, else the longest given name), and an
+    initial followed by a known last name as that last name (``cchoi``)."""
     if not email or "@" not in email:
         return (None, None)
     local = email.partition("@")[0].rstrip("0123456789")
     if not local or local in ROLE_MAILBOXES:
         return (None, None)
+
+    def given(word: str) -> bool:
+        return word in _KNOWN_FIRST or word in known_first
+
     words = [w for w in _LOCAL_SEPARATORS.split(local) if w]
-    forms = first_name_forms(first_name) if first_name else frozenset()
+    forms = first_name_variants(first_name) if first_name else frozenset()
     if len(words) == 2:
         a, b = words
-        if b in forms or (not forms and a not in _KNOWN_FIRST and b in _KNOWN_FIRST):
+        if a in forms:
+            return (a, b)
+        if b in forms:
+            return (b, a)
+        if (given(b) and not given(a)) or (a in known_last and b not in known_last):
             return (b, a)
         return (a, b)
     if len(words) != 1:
@@ -314,16 +342,21 @@ def email_name_parts(email: str | None, first_name: str | None = None) -> tuple[
             return (form, None)
         if word.startswith(form) and len(word) - len(form) >= 2:
             return (form, word[len(form) :])
-    if first_name and word[0] == first_name[0] and len(word) >= 4:
-        return (None, word[1:])  # an initial and the last name
-    if not first_name and word in _KNOWN_FIRST:
+    if first_name:
+        if word[0] == first_name[0] and len(word) >= 4:
+            return (None, word[1:])  # an initial and the last name
+        return (None, None)
+    if given(word):
         return (word, None)  # a given name alone (``tim@``)
-    if not first_name:  # a given name and a last name run together (``aishafontaine``)
-        for size in range(len(word) - 1, 2, -1):
-            if word[:size] in _KNOWN_FIRST:
-                if len(word) - size < 3:
-                    break  # a longer form of a given name (``roberto``), not two names
-                return (word[:size], word[size:])
+    if any(given(word[:size]) for size in range(len(word) - 1, len(word) - 3, -1)):
+        return (None, None)  # a longer form of a given name (``roberto``), not two names
+    splits = [
+        (word[:size], word[size:]) for size in range(len(word) - 3, 2, -1) if given(word[:size])
+    ]
+    if splits:  # a given name and a last name run together
+        return next((s for s in splits if s[1] in known_last), splits[0])
+    if len(word) >= 4 and word[1:] in known_last:
+        return (None, word[1:])  # an initial and a known last name
     return (None, None)
 
 

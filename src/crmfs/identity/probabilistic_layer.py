@@ -26,7 +26,9 @@ from crmfs.identity.deterministic import (
     DeterministicLinker,
     IdentityRecord,
 )
+from crmfs.identity.lexicon import Lexicon
 from crmfs.identity.match_columns import (
+    DEFAULT_LEXICON,
     DEFAULT_POLICY,
     DEFAULT_SETTINGS,
     MATCH_COLUMNS,
@@ -50,9 +52,11 @@ class ProbabilisticLayer:
         model: FellegiSunter,
         settings: MatchSettings = DEFAULT_SETTINGS,
         policy: LinkPolicy = DEFAULT_POLICY,
+        lexicon: Lexicon = DEFAULT_LEXICON,
     ) -> None:
         self.matcher = ProbabilisticMatcher(settings, model=model)
         self.policy = policy
+        self.lexicon = lexicon
         self.resolver = IncrementalResolver(policy, self._conflict)
         self._columns: dict[str, Columns] = {}
         self._ids: list[str] = []
@@ -73,7 +77,7 @@ class ProbabilisticLayer:
     ) -> None:
         """Index ``records`` (in the order they arrived) and resolve with stored ``pairs``."""
         self._ids = [r.record_id for r in records]
-        self._columns = {r.record_id: columns_of(r) for r in records}
+        self._columns = {r.record_id: columns_of(r, self.lexicon) for r in records}
         self.matcher.index({c: [self._columns[rid][c] for rid in self._ids] for c in MATCH_COLUMNS})
         base = [base_of(linker, gid) for gid in sorted(linker.clusters())]
         self.resolver.update(base, (), pairs)
@@ -96,7 +100,7 @@ class ProbabilisticLayer:
         """Score a new record and re-resolve what it touched; the final changes and the
         pairs scored (to be stored)."""
         rid = record.record_id
-        columns = columns_of(record)
+        columns = columns_of(record, self.lexicon)
         self._columns[rid] = columns
         scored = self.matcher.score({c: columns[c] for c in MATCH_COLUMNS})
         pairs = [ScoredPair(rid, self._ids[i], p) for i, p in scored]

@@ -19,8 +19,8 @@ IDENTITY_SOURCES: dict[str, tuple[str, str, dict[str, K]]] = {
     "crm_a_contacts": (
         "contact_id",
         "updated_at",
-        {"contact_id": K.CRM_CONTACT_ID, "first_name": K.FIRST_NAME, "last_name": K.LAST_NAME,
-         "email": K.EMAIL, "phone": K.PHONE, "city": K.CITY},
+        {"contact_id": K.CRM_CONTACT_ID, "account_id": K.ACCOUNT_ID, "first_name": K.FIRST_NAME,
+         "last_name": K.LAST_NAME, "email": K.EMAIL, "phone": K.PHONE, "city": K.CITY},
     ),
     "crm_b_leads": (
         "lead_id",
