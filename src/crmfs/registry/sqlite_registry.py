@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from crmfs.definitions import Catalog, fingerprint
 from crmfs.errors import RegistryError
-from crmfs.registry.changes import (
-    Applied,
-    Change,
-    ChangeKind,
-    all_definitions,
-    kind_of,
-    plan_changes,
-    specs,
-)
+from crmfs.registry.sql_registry import Row, Session, SqlRegistry, Statements, T
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -29,13 +21,44 @@ CREATE TABLE IF NOT EXISTS current (
     value_fp TEXT NOT NULL, meta_fp TEXT NOT NULL, meta_spec TEXT NOT NULL,
     PRIMARY KEY (kind, name)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS applies (
+    generation INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL, summary TEXT NOT NULL
+) STRICT;
 """
 
+_STATEMENTS = Statements(
+    applied="SELECT kind, name, version, value_fp, meta_fp FROM current",
+    last_versions="SELECT kind, name, max(version) FROM versions GROUP BY kind, name",
+    history="SELECT version, value_fp, applied_at FROM versions WHERE kind = ? AND name = ? ORDER BY version",
+    generation="SELECT coalesce(max(generation), 0) FROM applies",
+    applies_after="SELECT generation, summary FROM applies WHERE generation > ? ORDER BY generation",
+    insert_version="INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)",
+    upsert_current="INSERT OR REPLACE INTO current VALUES (?, ?, ?, ?, ?, ?)",
+    delete_current="DELETE FROM current WHERE kind = ? AND name = ?",
+    insert_apply="INSERT INTO applies VALUES (?, ?, ?)",
+)
 
-class SqliteRegistry:
-    """Versions are immutable rows; ``current`` points at the live one with its metadata."""
+
+class _SqliteSession:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def rows(self, statement: str, params: Row = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(statement, params).fetchall()
+
+    def run_many(self, statement: str, rows: Sequence[Row]) -> None:
+        self._db.executemany(statement, rows)
+
+
+class SqliteRegistry(SqlRegistry):
+    """Versions are immutable rows; ``current`` points at the live one with its metadata.
+
+    Writers are serialized by SQLite's write lock (``BEGIN IMMEDIATE``). A registry file
+    written before the log of applies existed starts at generation 0.
+    """
 
     def __init__(self, path: Path) -> None:
+        super().__init__(_STATEMENTS)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -44,79 +67,24 @@ class SqliteRegistry:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot open the registry at {path}: {exc}") from exc
+        self._session = _SqliteSession(self._db)
 
-    def applied(self) -> dict[tuple[str, str], Applied]:
-        rows = self._db.execute(
-            "SELECT kind, name, version, value_fp, meta_fp FROM current"
-        ).fetchall()
-        return {(r[0], r[1]): Applied(*r) for r in rows}
+    def _snapshot(self, work: Callable[[Session], T]) -> T:
+        return self._transaction("BEGIN", work)
 
-    def last_versions(self) -> dict[tuple[str, str], int]:
-        """The highest version ever recorded per definition, removed ones included."""
-        rows = self._db.execute(
-            "SELECT kind, name, max(version) FROM versions GROUP BY kind, name"
-        ).fetchall()
-        return {(r[0], r[1]): r[2] for r in rows}
+    def _exclusive(self, work: Callable[[Session], T]) -> T:
+        return self._transaction("BEGIN IMMEDIATE", work)
 
-    def plan(self, catalog: Catalog) -> list[Change]:
-        return plan_changes(catalog, self.applied(), self.last_versions())
-
-    def apply(self, catalog: Catalog, now: int) -> list[Change]:
-        """Record the definitions; serialized by SQLite's write lock."""
+    def _transaction(self, begin: str, work: Callable[[Session], T]) -> T:
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            changes = plan_changes(catalog, self.applied(), self.last_versions())
-            by_key = {(c.kind, c.name): c for c in changes}
-            for definition in all_definitions(catalog):
-                change = by_key.get((kind_of(definition), definition.name))
-                if change is None:
-                    continue
-                value, meta = specs(definition)
-                if change.change in (ChangeKind.ADD, ChangeKind.VALUES):
-                    self._db.execute(
-                        "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            change.kind,
-                            change.name,
-                            change.version,
-                            fingerprint(value),
-                            json.dumps(value),
-                            now,
-                        ),
-                    )
-                self._db.execute(
-                    "INSERT OR REPLACE INTO current VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        change.kind,
-                        change.name,
-                        change.version,
-                        fingerprint(value),
-                        fingerprint(meta),
-                        json.dumps(meta),
-                    ),
-                )
-            for change in changes:
-                if change.change is ChangeKind.REMOVE:
-                    self._db.execute(
-                        "DELETE FROM current WHERE kind = ? AND name = ?",
-                        (change.kind, change.name),
-                    )
+            self._db.execute(begin)
+            result = work(self._session)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
-        return changes
-
-    def version_of(self, kind: str, name: str) -> Applied | None:
-        return self.applied().get((kind, name))
-
-    def history(self, kind: str, name: str) -> list[tuple[int, str, int]]:
-        """(version, value fingerprint, applied at) of every version."""
-        return self._db.execute(
-            "SELECT version, value_fp, applied_at FROM versions WHERE kind = ? AND name = ? ORDER BY version",
-            (kind, name),
-        ).fetchall()
+        return result
 
     def close(self) -> None:
         self._db.close()

@@ -1,4 +1,5 @@
-"""Registry edges: versions by fingerprint, rebuilds on apply, unapplied and removed views."""
+"""Registry edges through the store, on both registries: versions by fingerprint, rebuilds on
+apply, unapplied and removed views."""
 
 from __future__ import annotations
 
@@ -8,20 +9,15 @@ from typing import Any
 
 import pytest
 
-from crmfs import Aggregation, Entity, EventSource, FeatureView, Latest, col
+from crmfs import Aggregation, col
 from crmfs.errors import FeatureNotFound, RegistryError
 from crmfs.registry.changes import ChangeKind
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
+from tests.registry.backends import Registries
+from tests.registry.catalogs import view
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-customer = Entity("customer", join_key="customer_id")
-orders = EventSource(
-    "orders",
-    schema={"event_id": "string", "ts": "timestamp", "customer_id": "string", "qty": "int"},
-    event_id="event_id",
-    event_time="ts",
-)
 EVENTS = [
     {"event_id": "a", "ts": "2026-06-01T09:00:00Z", "customer_id": "c1", "qty": 2},
     {"event_id": "b", "ts": "2026-06-01T10:00:00Z", "customer_id": "c1", "qty": 5},
@@ -29,18 +25,12 @@ EVENTS = [
 ]
 
 
-def _view(name: str = "activity", **changes: Any) -> FeatureView:
-    options: dict[str, Any] = {
-        "features": [Aggregation("qty", "sum", ["30d"], field="qty"), Latest("last_qty", "qty")],
-        "description": "orders per customer",
-        "owner": "recsys",
-    }
-    options.update(changes)
-    return FeatureView(name, customer, orders, **options)
-
-
-def _store(folder: Path, *definitions: object) -> FeatureStore:
-    return FeatureStore(folder, definitions=definitions, clock=lambda: to_micros(NOW))
+def _store(folder: Path, registries: Registries, *definitions: object) -> FeatureStore:
+    """A store on ``folder`` whose registry is the test's (SQLite file or PostgreSQL schema)."""
+    store = FeatureStore(folder, definitions=definitions, clock=lambda: to_micros(NOW))
+    store.registry.close()
+    store.registry = registries.open()
+    return store
 
 
 def _read(store: FeatureStore, ref: str) -> Any:
@@ -51,15 +41,17 @@ def _changes(store: FeatureStore) -> dict[str, tuple[ChangeKind, int, bool]]:
     return {c.name: (c.change, c.version, c.alters_values) for c in store.plan()}
 
 
-def test_value_change_makes_a_new_version_rebuilt_from_the_log(tmp_path: Path) -> None:
-    first = _store(tmp_path, _view())
+def test_value_change_makes_a_new_version_rebuilt_from_the_log(
+    tmp_path: Path, registries: Registries
+) -> None:
+    first = _store(tmp_path, registries, view())
     first.apply()
     first.ingest("orders", EVENTS)
     assert _read(first, "activity:qty_30d") == 7
     first.close()
 
     # A filter changes values: a new version whose online state is rebuilt from the log.
-    second = _store(tmp_path, _view(filter=col("qty") > 2))
+    second = _store(tmp_path, registries, view(filter=col("qty") > 2))
     assert _changes(second)["activity"] == (ChangeKind.VALUES, 2, True)
     applied = {c.name: c for c in second.apply()}
     assert applied["activity"].version == 2
@@ -77,14 +69,16 @@ def test_value_change_makes_a_new_version_rebuilt_from_the_log(tmp_path: Path) -
     assert second.plan() == []
 
 
-def test_metadata_change_keeps_the_version_and_the_online_state(tmp_path: Path) -> None:
-    first = _store(tmp_path, _view())
+def test_metadata_change_keeps_the_version_and_the_online_state(
+    tmp_path: Path, registries: Registries
+) -> None:
+    first = _store(tmp_path, registries, view())
     first.apply()
     first.ingest("orders", EVENTS)
     first.close()
 
-    edited = _view(description="edited", owner="growth", tags={"team": "growth"})
-    second = _store(tmp_path, edited)
+    edited = view(description="edited", owner="growth", tags={"team": "growth"})
+    second = _store(tmp_path, registries, edited)
     # Reads work before the metadata edit is applied: values did not change.
     assert _read(second, "activity:qty_30d") == 7
     assert _changes(second) == {"activity": (ChangeKind.METADATA, 1, False)}
@@ -96,18 +90,21 @@ def test_metadata_change_keeps_the_version_and_the_online_state(tmp_path: Path) 
     assert second.plan() == []
 
 
-def test_plan_reports_every_kind_of_change(tmp_path: Path) -> None:
-    first = _store(tmp_path, _view("kept"), _view("edited"), _view("changed"), _view("gone"))
+def test_plan_reports_every_kind_of_change(tmp_path: Path, registries: Registries) -> None:
+    first = _store(
+        tmp_path, registries, view("kept"), view("edited"), view("changed"), view("gone")
+    )
     assert {c.change for c in first.plan()} == {ChangeKind.ADD}
     first.apply()
     first.close()
 
     second = _store(
         tmp_path,
-        _view("kept"),
-        _view("edited", description="new words"),
-        _view("changed", features=[Aggregation("qty", "sum", ["7d"], field="qty")]),
-        _view("added"),
+        registries,
+        view("kept"),
+        view("edited", description="new words"),
+        view("changed", features=[Aggregation("qty", "sum", ["7d"], field="qty")]),
+        view("added"),
     )
     changes = _changes(second)
     assert "kept" not in changes
@@ -120,13 +117,17 @@ def test_plan_reports_every_kind_of_change(tmp_path: Path) -> None:
     assert second.registry.version_of("FeatureView", "added") is None
 
 
-def test_unapplied_value_change_is_refused_naming_the_view(tmp_path: Path) -> None:
-    first = _store(tmp_path, _view())
+def test_unapplied_value_change_is_refused_naming_the_view(
+    tmp_path: Path, registries: Registries
+) -> None:
+    first = _store(tmp_path, registries, view())
     first.apply()
     first.ingest("orders", EVENTS)
     first.close()
 
-    second = _store(tmp_path, _view(features=[Aggregation("qty", "max", ["30d"], field="qty")]))
+    second = _store(
+        tmp_path, registries, view(features=[Aggregation("qty", "max", ["30d"], field="qty")])
+    )
     with pytest.raises(RegistryError, match=r"'activity' \(values changed since v1\).*crmfs apply"):
         second.ingest("orders", EVENTS)
     with pytest.raises(RegistryError, match="'activity'"):
@@ -138,23 +139,23 @@ def test_unapplied_value_change_is_refused_naming_the_view(tmp_path: Path) -> No
     assert _read(second, "activity:qty_30d") == 5  # now the max, not the sum
 
 
-def test_new_view_not_applied_is_refused(tmp_path: Path) -> None:
-    first = _store(tmp_path, _view())
+def test_new_view_not_applied_is_refused(tmp_path: Path, registries: Registries) -> None:
+    first = _store(tmp_path, registries, view())
     first.apply()
     first.close()
-    second = _store(tmp_path, _view(), _view("extra"))
+    second = _store(tmp_path, registries, view(), view("extra"))
     with pytest.raises(RegistryError, match=r"'extra' \(new, not applied\)"):
         second.ingest("orders", EVENTS)
 
 
-def test_removed_view_is_dropped_and_can_come_back(tmp_path: Path) -> None:
-    first = _store(tmp_path, _view(), _view("other"))
+def test_removed_view_is_dropped_and_can_come_back(tmp_path: Path, registries: Registries) -> None:
+    first = _store(tmp_path, registries, view(), view("other"))
     first.apply()
     first.ingest("orders", EVENTS)
     assert set(first.online.tables()) == {"activity__v1", "other__v1"}
     first.close()
 
-    second = _store(tmp_path, _view())
+    second = _store(tmp_path, registries, view())
     assert _changes(second) == {"other": (ChangeKind.REMOVE, 1, True)}
     second.apply()
     assert second.registry.version_of("FeatureView", "other") is None
@@ -165,7 +166,7 @@ def test_removed_view_is_dropped_and_can_come_back(tmp_path: Path) -> None:
     second.close()
 
     # Re-added later, it gets a version after the last one and is rebuilt from the log.
-    third = _store(tmp_path, _view(), _view("other"))
+    third = _store(tmp_path, registries, view(), view("other"))
     assert _changes(third) == {"other": (ChangeKind.ADD, 2, True)}
     third.apply()
     assert third.registry.version_of("FeatureView", "other").version == 2  # type: ignore[union-attr]
