@@ -51,6 +51,11 @@ _STATEMENTS = {
 }
 _SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _LOCK = "SELECT pg_advisory_xact_lock(%s)"
+_KEEPALIVES: dict[str, str | int] = {
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 def _psycopg() -> Any:
@@ -115,7 +120,11 @@ class PostgresRegistry(SqlRegistry):
         self.where = (
             f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
         )
-        extra = {} if password is None else {"password": password}
+        # A server that vanishes without closing the connection is noticed in about 25 s
+        # (TCP keepalives), not hours, unless the dsn says otherwise.
+        extra = {k: v for k, v in _KEEPALIVES.items() if k not in parts}
+        if password is not None:
+            extra["password"] = password
         self._conninfo: str = self._pg.conninfo.make_conninfo(
             dsn,
             connect_timeout=max(2, connect_timeout_s),
