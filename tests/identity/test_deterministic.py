@@ -230,6 +230,10 @@ def test_plain_names_conflict_tolerates_a_typo_beside_a_nickname() -> None:
     assert not plain_names_conflict(None, "smith", "anna", "smith")
     assert plain_names_conflict("anna", "smith", "anna", "jones")
     assert plain_names_conflict("anna", "smith", "greta", "smith")
+    assert not plain_names_conflict("frd", "kelly", "frederick", "kelly")  # fred, a slip
+    assert not plain_names_conflict("zoe", "rhman", "zoe", "rahman")  # one letter dropped
+    assert not plain_names_conflict("j", "smith", "john", "smith")  # an initial
+    assert plain_names_conflict("j", "smith", "anna", "smith")
     # The record rule is unchanged: the typo and the nickname conflict there.
     assert names_conflict(
         record("a", 0, name="kaherine", last="patel"), record("b", 0, name="kathy", last="patel")

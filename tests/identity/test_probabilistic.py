@@ -164,13 +164,14 @@ def test_one_against_many_gives_what_pairs_give(comparison: Comparison) -> None:
 
 def test_first_names_that_are_nicknames_of_one_another_have_their_own_level() -> None:
     first = Comparison("first", "first", "first_name", (0.92, 0.8))
-    assert first.levels == 5
-    levels = first.compare(
-        ["robert", "robert", "robert", "robert"], ["robert", "bob", "rob", "zoe"]
-    )
-    assert levels.tolist() == [4, 3, 3, 0]
+    assert first.levels == 6
+    others = ["robert", "bob", "rob", "zoe", "robrt", "rupert", "r", "z"]
+    # exact 5, nicknames 4, near spellings 3 and 2, an initial 1, disagreement 0.
+    levels = first.compare(["robert"] * len(others), others)
+    assert levels.tolist() == [5, 4, 4, 0, 3, 2, 1, 0]
     # One record against many: the same levels.
-    assert first.compare_one("robert", ["robert", "bob", "rob", "zoe"]).tolist() == [4, 3, 3, 0]
+    assert first.compare_one("robert", others).tolist() == levels.tolist()
+    assert first.compare(["jimmy"], ["jmaes"]).tolist() == [4]  # James, typed with a slip
 
 
 def test_term_frequencies_weigh_agreement_on_rare_values_more() -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from rapidfuzz.distance import JaroWinkler
+from rapidfuzz.distance import OSA, JaroWinkler
 
 from crmfs.definitions import IdentifierKind
 from crmfs.identity.normalize import first_name_forms, first_name_variants
@@ -109,16 +109,24 @@ def plain_names_conflict(
     >>> plain_names_conflict("anna", "smith", "anna", "jones")
     True
     """
-    if last_a and last_b and JaroWinkler.normalized_similarity(last_a, last_b) < _NEAR_LAST_NAME:
+    if last_a and last_b and _last_names_differ(last_a, last_b):
         return True
     if not (first_a and first_b):
         return False
+    if len(first_a) == 1 or len(first_b) == 1:  # an initial (``j.smith@``)
+        return first_a[0] != first_b[0]
     forms_a, forms_b = first_name_variants(first_a), first_name_variants(first_b)
     if forms_a & forms_b:
         return False
     return all(
         JaroWinkler.normalized_similarity(a, b) < _NEAR_FIRST_NAME for a in forms_a for b in forms_b
     )
+
+
+def _last_names_differ(a: str, b: str) -> bool:
+    """Not near-equal, and not one slip apart (``rhman``, ``rahman``: a short name with a
+    letter dropped is far by Jaro-Winkler)."""
+    return JaroWinkler.normalized_similarity(a, b) < _NEAR_LAST_NAME and OSA.distance(a, b) > 1
 
 
 def _name(record: IdentityRecord, kind: IdentifierKind) -> str | None:

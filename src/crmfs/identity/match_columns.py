@@ -58,6 +58,8 @@ DEFAULT_SETTINGS = MatchSettings(
         BlockingRule(("last",)),
         BlockingRule(("first", "domain")),
         BlockingRule(("first", "company")),
+        # Typos in both names: colleagues whose last names start alike.
+        BlockingRule(("company", "initial")),
         # A typo in the last name still meets, unless in its first letter.
         BlockingRule(("first", "initial")),
         BlockingRule(("dob",)),

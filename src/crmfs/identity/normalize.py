@@ -313,7 +313,7 @@ def email_name_parts(
     ``first_name``, one word that is a given name is read as that first name, one that
     starts with one (at least three letters left) as that name and a last name
     (``aishafontaine``, a known last name preferred, else the longest given name), and an
-    initial followed by a known last name as that last name (``cchoi``)."""
+    initial followed by a known last name as that initial and last name (``cchoi``)."""
     if not email or "@" not in email:
         return (None, None)
     local = email.partition("@")[0].rstrip("0123456789")
@@ -356,7 +356,7 @@ def email_name_parts(
     if splits:  # a given name and a last name run together
         return next((s for s in splits if s[1] in known_last), splits[0])
     if len(word) >= 4 and word[1:] in known_last:
-        return (None, word[1:])  # an initial and a known last name
+        return (word[0], word[1:])  # an initial and a known last name
     return (None, None)
 
 

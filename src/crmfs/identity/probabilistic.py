@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from rapidfuzz import distance, process
 
-from crmfs.identity.normalize import first_name_forms
+from crmfs.identity.normalize import first_name_forms, first_name_variants
 
 Method = Literal["exact", "jaro_winkler", "ratio", "date", "first_name"]
 MISSING = -1
@@ -48,8 +48,9 @@ class Comparison:
     an exact match, level ``len - i`` a similarity at or above ``thresholds[i]``, level 0
     anything else. ``date`` compares ``YYYY-MM-DD`` strings: exact, or one of day, month
     and year differing (a typo) or day and month swapped, else disagreement. ``first_name``
-    is Jaro-Winkler with one more level below exact: the names are nicknames of one another
-    (``bob`` and ``robert``).
+    is Jaro-Winkler with two more levels: the names are nicknames of one another (``bob``
+    and ``robert``), just below exact; and, just above disagreement, one side is only an
+    initial that the other starts with (``e`` from ``emuller@``, and ``elizabeth``).
 
     ``agreement_only``: disagreement (level 0) weighs nothing either way, for identifiers a
     person may hold several of (email addresses, phone numbers): sharing one says much,
@@ -67,7 +68,7 @@ class Comparison:
     def levels(self) -> int:
         if self.method == "date":
             return 3
-        return len(self.thresholds) + 2 + (self.method == "first_name")
+        return len(self.thresholds) + 2 + 2 * (self.method == "first_name")
 
     def _similar_levels(self, value: str, others: Sequence[str]) -> np.ndarray:
         """Levels below exact of ``value`` against each of ``others`` (all present, none
@@ -81,12 +82,19 @@ class Comparison:
             found = (level == 0) & (similarity >= cut)
             level[found] = len(self.thresholds) - i
         if self.method == "first_name":
-            nick = np.fromiter(
-                (bool(_forms(a) & _forms(b)) for a, b in zip(left, right, strict=True)),
+            level[level > 0] += 1  # level 1: an initial
+            initial = np.fromiter(
+                (_initial_agrees(a, b) for a, b in zip(left, right, strict=True)),
                 bool,
                 len(left),
             )
-            level[nick] = len(self.thresholds) + 1
+            level[initial] = 1
+            nick = np.fromiter(
+                (_nicknames_meet(a, b) for a, b in zip(left, right, strict=True)),
+                bool,
+                len(left),
+            )
+            level[nick] = len(self.thresholds) + 2
         return level
 
     def compare(self, left: Sequence[str | None], right: Sequence[str | None]) -> np.ndarray:
@@ -234,6 +242,7 @@ _PARALLEL_PAIRS = 20_000
 # Pairs of values are made distinct before comparing when there are at most this many times
 # as many possible pairs of values as pairs to compare (so repeats are many).
 _REPEATS = 4
+_NEAR_NICKNAME = 0.92  # a typo of a name or nickname
 
 _SCORERS: dict[str, Any] = {
     "jaro_winkler": distance.JaroWinkler.normalized_similarity,
@@ -242,9 +251,24 @@ _SCORERS: dict[str, Any] = {
 }
 
 
+def _initial_agrees(a: str, b: str) -> bool:
+    return (len(a) == 1 or len(b) == 1) and a[0] == b[0]
+
+
 @functools.lru_cache(maxsize=65_536)
-def _forms(name: str) -> frozenset[str]:
-    return first_name_forms(name)
+def _nicknames_meet(a: str, b: str) -> bool:
+    """Two first names are nicknames of one another (their forms meet), or one is a near
+    spelling (a typo) of a name or nickname the other stands for (``jmaes`` and ``jimmy``,
+    by ``james``); two plain spellings of one name are left to the similarity levels."""
+    if first_name_forms(a) & first_name_forms(b):
+        return True
+    similar = distance.JaroWinkler.normalized_similarity
+    return any(
+        similar(x, y) >= _NEAR_NICKNAME
+        for x in first_name_variants(a)
+        for y in first_name_variants(b)
+        if (x, y) != (a, b)
+    )
 
 
 @dataclass
