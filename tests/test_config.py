@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from crmfs.errors import ConfigError, DefinitionError
+from crmfs.config import (
+    PostgresRegistryConfig,
+    ProjectConfig,
+    RedisOnlineStoreConfig,
+    SqliteOnlineStoreConfig,
+    SqliteRegistryConfig,
+)
+from crmfs.errors import BackendUnavailable, ConfigError, DefinitionError
+from crmfs.registry.postgres_registry import PostgresRegistry
 from crmfs.store import FeatureStore
 
 DEFINITIONS = """\
@@ -52,12 +62,51 @@ def test_a_valid_project_loads(tmp_path: Path) -> None:
         ("definitions: defs.py\n", ["crmfs.yaml", "'project' must be a non-empty string"]),
         ("project: shop\nonline_stor: {type: sqlite}\n", ["unknown keys ['online_stor']"]),
         (
-            "project: shop\nonline_store: {type: redis}\n",
-            ["crmfs.yaml", "online_store.type 'redis' is unknown", "valid types: sqlite"],
+            "project: shop\nonline_store: {type: mongo}\n",
+            ["crmfs.yaml", "online_store.type 'mongo' is unknown", "valid types: sqlite, redis"],
+        ),
+        (
+            "project: shop\nregistry: {type: mysql}\n",
+            ["registry.type 'mysql' is unknown", "valid types: sqlite, postgres"],
         ),
         (
             "project: shop\nregistry: {type: postgres}\n",
-            ["registry.type 'postgres' is unknown", "valid types: sqlite"],
+            [
+                "registry.dsn is required for type 'postgres'",
+                "its options: dsn, password_env, schema, retries, backoff_s, timeout_s",
+            ],
+        ),
+        (
+            "project: shop\nregistry: {type: postgres, dsn: 'postgresql://h/db', schema: ''}\n",
+            ["registry.schema '' must be a schema name of 1 to 63 bytes"],
+        ),
+        (
+            "project: shop\nonline_store: {type: redis, host: localhost}\n",
+            [
+                "online_store.host is not an option of 'redis'",
+                "its options: url, password_env, key_prefix, retries, backoff_s, timeout_s,"
+                " write_lease_s, parallel_fold",
+            ],
+        ),
+        (
+            "project: shop\nonline_store: {type: redis, url: 'http://127.0.0.1:6379'}\n",
+            ["online_store.url (value not shown) must be a redis://, rediss:// or unix:// URL"],
+        ),
+        (
+            "project: shop\nonline_store: {type: redis, retries: -1}\n",
+            ["online_store.retries -1 must be a whole number, 0 or more"],
+        ),
+        (
+            "project: shop\nonline_store: {type: redis, backoff_s: fast}\n",
+            ["online_store.backoff_s 'fast' must be a positive number of seconds"],
+        ),
+        (
+            "project: shop\nonline_store: {type: redis, key_prefix: '{shop}'}\n",
+            ["online_store.key_prefix '{shop}' must be a non-empty string", "without braces"],
+        ),
+        (
+            "project: shop\nonline_store: {type: redis, password_env: 'my password'}\n",
+            ["online_store.password_env 'my password' must be the name of an environment"],
         ),
         (
             "project: shop\nbatch_engine: spark\n",
@@ -146,3 +195,95 @@ def test_identity_settings_reach_the_identity_service(tmp_path: Path) -> None:
         assert store.identity_graph.linker.max_records_per_key == 4
     finally:
         store.close()
+
+
+SECRET = "s3cret-in-the-file"
+
+
+@pytest.mark.parametrize(
+    ("key", "setting"),
+    [
+        ("online_store", f"{{type: redis, url: 'redis://:{SECRET}@127.0.0.1:6379/0'}}"),
+        ("online_store", f"{{type: redis, url: 'redis://app:{SECRET}@127.0.0.1:6379/0'}}"),
+        ("online_store", f"{{type: redis, url: 'redis://127.0.0.1/0?password={SECRET}'}}"),
+        ("online_store", f"{{type: redis, password: {SECRET}}}"),
+        ("registry", f"{{type: postgres, dsn: 'postgresql://app:{SECRET}@127.0.0.1/test'}}"),
+        ("registry", f"{{type: postgres, dsn: 'host=127.0.0.1 password={SECRET} dbname=t'}}"),
+    ],
+)
+def test_a_password_in_the_file_is_refused_without_repeating_it(
+    tmp_path: Path, key: str, setting: str
+) -> None:
+    message = _error(_project(tmp_path, f"project: shop\n{key}: {setting}\n"))
+    assert "crmfs.yaml must not hold secrets" in message
+    assert "password_env" in message
+    assert SECRET not in message
+
+
+def test_backend_settings_load_as_typed_values(tmp_path: Path) -> None:
+    yaml_text = (
+        "project: shop\n"
+        "online_store: {type: redis, url: 'redis://127.0.0.1:6379/3', key_prefix: shop-test,"
+        " password_env: CRMFS_REDIS_PASSWORD, retries: 5, backoff_s: 0.5}\n"
+        "registry: {type: postgres, dsn: 'postgresql://crmfs@127.0.0.1:5432/test',"
+        " password_env: CRMFS_PG_PASSWORD, schema: recsys}\n"
+    )
+    config = ProjectConfig.load(_project(tmp_path, yaml_text))
+    assert config.online_store == RedisOnlineStoreConfig(
+        url="redis://127.0.0.1:6379/3",
+        key_prefix="shop-test",
+        password_env="CRMFS_REDIS_PASSWORD",
+        retries=5,
+        backoff_s=0.5,
+    )
+    assert config.registry == PostgresRegistryConfig(
+        dsn="postgresql://crmfs@127.0.0.1:5432/test",
+        password_env="CRMFS_PG_PASSWORD",
+        schema="recsys",
+    )
+    defaults = ProjectConfig.load(_project(tmp_path / "defaults", "project: shop\n"))
+    assert defaults.online_store == SqliteOnlineStoreConfig(parallel_fold=True)
+    assert defaults.registry == SqliteRegistryConfig()
+
+
+def test_a_password_variable_that_is_not_set_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRMFS_TEST_UNSET_PASSWORD", raising=False)
+    project = _project(
+        tmp_path,
+        "project: shop\nonline_store: {type: redis, password_env: CRMFS_TEST_UNSET_PASSWORD}\n",
+    )
+    message = _error(project)
+    assert "online_store.password_env names the environment variable" in message
+    assert "CRMFS_TEST_UNSET_PASSWORD, which is not set" in message
+
+
+def test_a_postgres_registry_is_opened_from_the_project_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry tests prove PostgresRegistry itself; this, that crmfs.yaml reaches it."""
+    dsn = "postgresql://postgres@127.0.0.1:5432/test"
+    schema = f"crmfs_config_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("CRMFS_TEST_PG_PASSWORD", "unused-with-trust-auth")
+    project = _project(
+        tmp_path,
+        f"project: shop\nregistry: {{type: postgres, dsn: '{dsn}', schema: {schema},"
+        " password_env: CRMFS_TEST_PG_PASSWORD, retries: 0}\n",
+    )
+    try:
+        store = FeatureStore(project)
+    except BackendUnavailable as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {dsn}: {exc}", pytrace=False)
+    try:
+        assert isinstance(store.registry, PostgresRegistry)
+        store.apply()
+        assert sorted(name for _, name in store.registry.applied()) == [
+            "activity",
+            "clicks",
+            "customer",
+        ]
+    finally:
+        store.close()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -27,8 +29,8 @@ class ProjectConfig:
     project: str
     definitions: Path
     data_dir: Path
-    online_store: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
-    registry: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
+    online_store: OnlineStoreConfig = field(default_factory=lambda: SqliteOnlineStoreConfig())
+    registry: RegistryConfig = field(default_factory=lambda: SqliteRegistryConfig())
     batch_engine: dict[str, Any] = field(default_factory=lambda: {"type": "duckdb"})
     identity: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
     compaction_grace_s: int | None = None  # event_log.compaction_grace; None: the log's default
@@ -62,8 +64,8 @@ class ProjectConfig:
             project=project,
             definitions=root / _text(path, "definitions", raw.get("definitions", "definitions.py")),
             data_dir=root / _text(path, "data_dir", raw.get("data_dir", "data")),
-            online_store=_adapter(path, "online_store", raw.get("online_store"), ONLINE_STORES),
-            registry=_adapter(path, "registry", raw.get("registry"), REGISTRIES),
+            online_store=_typed(path, "online_store", raw.get("online_store"), ONLINE_STORES),
+            registry=_typed(path, "registry", raw.get("registry"), REGISTRIES),
             batch_engine=_adapter(path, "batch_engine", raw.get("batch_engine"), BATCH_ENGINES),
             identity=_adapter(path, "identity", raw.get("identity"), IDENTITY_GRAPHS),
             compaction_grace_s=_event_log(path, raw.get("event_log")),
@@ -170,8 +172,177 @@ def _region(value: object) -> str | None:
     return "must be a two-letter region code such as 'US' or 'GB'"
 
 
-ONLINE_STORES: dict[str, dict[str, OptionCheck]] = {"sqlite": {"parallel_fold": _boolean}}
-REGISTRIES: dict[str, dict[str, OptionCheck]] = {"sqlite": {}}
+def _count(value: object) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return None
+    return "must be a whole number, 0 or more"
+
+
+def _seconds(value: object) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return None
+    return "must be a positive number of seconds"
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SECRET_HINT = (
+    "crmfs.yaml must not hold secrets: put the password in an environment variable and name"
+    " it with password_env (e.g. password_env: CRMFS_PASSWORD)"
+)
+
+
+def _env_name(value: object) -> str | None:
+    if isinstance(value, str) and _ENV_NAME.match(value):
+        return None
+    return "must be the name of an environment variable, such as CRMFS_REDIS_PASSWORD"
+
+
+def _key_prefix(value: object) -> str | None:
+    if isinstance(value, str) and value and not set(value) & set("{}") and len(value) <= 64:
+        return None
+    return "must be a non-empty string of at most 64 characters without braces"
+
+
+def _schema_name(value: object) -> str | None:
+    if isinstance(value, str) and 0 < len(value.encode()) <= 63:
+        return None
+    return "must be a schema name of 1 to 63 bytes"
+
+
+def _url_password(url: str) -> bool:
+    """Whether a URL carries a password (``user:password@`` or ``?password=``)."""
+    parts = urlsplit(url)
+    return parts.password is not None or "password" in parse_qs(parts.query)
+
+
+def _redis_url(value: object) -> str | None:
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        return "must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0"
+    if _url_password(value):
+        return "holds a password; " + _SECRET_HINT
+    return None
+
+
+def _postgres_dsn(value: object) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "must be a PostgreSQL connection string, e.g. postgresql://127.0.0.1:5432/crmfs"
+    if urlsplit(value).scheme in ("postgresql", "postgres"):
+        has_password = _url_password(value)
+    else:  # key=value pairs: host=... dbname=...
+        has_password = re.search(r"(^|\s)password\s*=", value) is not None
+    if has_password:
+        return "holds a password; " + _SECRET_HINT
+    return None
+
+
+def _option(default: Any, check: OptionCheck, *, may_hold_secret: bool = False) -> Any:
+    """A backend option with its default and the check of a value given in crmfs.yaml
+    (``may_hold_secret``: a wrong value is not repeated in the error)."""
+    return field(default=default, metadata={"check": check, "secret": may_hold_secret})
+
+
+def _required(check: OptionCheck, *, may_hold_secret: bool = False) -> Any:
+    return field(metadata={"check": check, "secret": may_hold_secret})
+
+
+@dataclass(frozen=True)
+class SqliteOnlineStoreConfig:
+    """``online_store: {type: sqlite}``: the embedded store, ``<data_dir>/online.db``."""
+
+    parallel_fold: bool = _option(True, _boolean)
+
+
+@dataclass(frozen=True)
+class RedisOnlineStoreConfig:
+    """``online_store: {type: redis, url: ...}`` (see docs/redis.md). The password, if the
+    server wants one, is read from the environment variable named by ``password_env``."""
+
+    url: str = _option("redis://127.0.0.1:6379/0", _redis_url, may_hold_secret=True)
+    password_env: str | None = _option(None, _env_name)
+    key_prefix: str | None = _option(None, _key_prefix)  # None: the project name
+    retries: int = _option(3, _count)
+    backoff_s: float = _option(0.05, _seconds)
+    timeout_s: float = _option(5.0, _seconds)
+    write_lease_s: float = _option(30.0, _seconds)
+    parallel_fold: bool = _option(True, _boolean)
+
+
+@dataclass(frozen=True)
+class SqliteRegistryConfig:
+    """``registry: {type: sqlite}``: the embedded registry, ``<data_dir>/registry.db``."""
+
+
+@dataclass(frozen=True)
+class PostgresRegistryConfig:
+    """``registry: {type: postgres, dsn: ...}``: the password, if the server wants one, is
+    read from the environment variable named by ``password_env``."""
+
+    dsn: str = _required(_postgres_dsn, may_hold_secret=True)
+    password_env: str | None = _option(None, _env_name)
+    schema: str = _option("crmfs", _schema_name)
+    retries: int = _option(3, _count)
+    backoff_s: float = _option(0.2, _seconds)
+    timeout_s: int = _option(5, _positive_int)
+
+
+OnlineStoreConfig = SqliteOnlineStoreConfig | RedisOnlineStoreConfig
+RegistryConfig = SqliteRegistryConfig | PostgresRegistryConfig
+ONLINE_STORES: dict[str, type[OnlineStoreConfig]] = {
+    "sqlite": SqliteOnlineStoreConfig,
+    "redis": RedisOnlineStoreConfig,
+}
+REGISTRIES: dict[str, type[RegistryConfig]] = {
+    "sqlite": SqliteRegistryConfig,
+    "postgres": PostgresRegistryConfig,
+}
+
+
+def backend_type(config: OnlineStoreConfig | RegistryConfig) -> str:
+    """The ``type`` tag of a backend's configuration."""
+    for choices in (ONLINE_STORES, REGISTRIES):
+        for name, kind in choices.items():
+            if type(config) is kind:
+                return name
+    raise ValueError(f"not a backend configuration: {config!r}")
+
+
+def _typed(path: Path, key: str, value: object, valid: Mapping[str, type[Any]]) -> Any:
+    """The typed configuration of the backend ``value`` (``{type: ..., option: ...}``) names,
+    each option checked; an error names the key and lists the valid types or options."""
+    names = ", ".join(valid)
+    if value is None:
+        return next(iter(valid.values()))()
+    if not isinstance(value, dict) or "type" not in value:
+        raise ConfigError(
+            f"{path}: '{key}' must be a mapping with a 'type' (one of: {names}),"
+            f" e.g. {key}: {{type: {next(iter(valid))}}}; got {value!r}"
+        )
+    kind = value["type"]
+    if not isinstance(kind, str) or kind not in valid:
+        raise ConfigError(f"{path}: {key}.type {kind!r} is unknown; valid types: {names}")
+    options = {option.name: option for option in dataclasses.fields(valid[kind])}
+    known = ", ".join(options) or "none"
+    for option, setting in value.items():
+        if option == "type":
+            continue
+        if option not in options:
+            hint = f"; {_SECRET_HINT}" if option == "password" and "password_env" in options else ""
+            raise ConfigError(
+                f"{path}: {key}.{option} is not an option of {kind!r}; its options: {known}{hint}"
+            )
+        metadata = options[option].metadata
+        problem = metadata["check"](setting)
+        if problem:
+            shown = "(value not shown)" if metadata["secret"] else repr(setting)
+            raise ConfigError(f"{path}: {key}.{option} {shown} {problem}")
+    for name, option in options.items():
+        if name not in value and option.default is dataclasses.MISSING:
+            raise ConfigError(
+                f"{path}: {key}.{name} is required for type {kind!r}; its options: {known}"
+            )
+    return valid[kind](**{name: setting for name, setting in value.items() if name != "type"})
+
+
 IDENTITY_GRAPHS: dict[str, dict[str, OptionCheck]] = {
     "sqlite": {
         "default_region": _region,

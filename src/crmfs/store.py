@@ -6,13 +6,13 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crmfs.backends import entity_key_ttl, online_store_opener, open_online_store, open_registry
 from crmfs.config import ProjectConfig, load_definitions
 from crmfs.definitions import Catalog, FeatureService, IdentifierKind, fingerprint
 from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
@@ -26,13 +26,11 @@ from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
 from crmfs.ingestion.readers import Chunk, Records, read_file
 from crmfs.parity import ParityReport, live_parity, replay_parity
 from crmfs.registry.changes import Change, ChangeKind
-from crmfs.registry.sqlite_registry import SqliteRegistry
 from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy, keyed_by_mapping
 from crmfs.runtimes.streaming.processor import StreamProcessor
 from crmfs.serving.online import FeatureRequest, OnlineResponse, feature_request, read_online
 from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
-from crmfs.storage.ports import EntityKey, WatermarkMoved
-from crmfs.storage.sqlite_online import SqliteOnlineStore
+from crmfs.storage.ports import EntityKey, OnlineStore, WatermarkMoved
 from crmfs.timestamps import now_micros, to_micros
 from crmfs.training import TIMESTAMP_COLUMN, TrainingSet, entity_table, historical_features
 from crmfs.transform.plan import ViewPlan, online_table, plan_view
@@ -79,7 +77,7 @@ class FeatureStore:
             )
             self.catalog = Catalog.of(definitions)
         data = self.config.data_dir
-        self.registry = SqliteRegistry(data / "registry.db")
+        self.registry = open_registry(self.config)
         grace = self.config.compaction_grace_s
         # Compaction runs in a thread: an ingest that makes one due does not wait for it.
         self.log = (
@@ -87,7 +85,7 @@ class FeatureStore:
             if grace is None
             else EventLog(data / "log", compaction_grace_s=grace, background_compaction=True)
         )
-        self.online = SqliteOnlineStore(data / "online.db")
+        self.online = open_online_store(self.config, key_ttl=self._online_key_ttl)
         engine_options = self.config.batch_engine
         self.engine = DuckDBEngine(
             self.log,
@@ -205,12 +203,19 @@ class FeatureStore:
         states have not followed."""
         return self.mapped_keys.follow()
 
-    def _worker_online(self) -> Callable[[], SqliteOnlineStore] | None:
+    def _worker_online(self) -> Callable[[], OnlineStore] | None:
         """How a fold worker opens the online store; None folds on one core only."""
-        wanted = self.config.online_store.get("parallel_fold", True)
-        if not wanted or (os.cpu_count() or 1) < 2:
+        if not self.config.online_store.parallel_fold or (os.cpu_count() or 1) < 2:
             return None
-        return partial(SqliteOnlineStore, self.online.path)
+        return online_store_opener(self.config)
+
+    def _online_key_ttl(self, table: str) -> int | None:
+        """The key TTL (s) of an applied view's online table, for stores that expire keys
+        (Redis); None for other tables (their states are kept)."""
+        for plan in (self._plans or {}).values():
+            if plan.table == table:
+                return entity_key_ttl(plan)
+        return None
 
     def _drop_pipeline(self) -> None:
         if self._pipeline is not None:
