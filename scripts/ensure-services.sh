@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Make sure the services the test suite needs are up. The embedded default needs none;
-# Redis and PostgreSQL are checked (and started when this machine can) because later
-# adapters test against them. A service that cannot be started is an error only when
-# CRMFS_REQUIRE_SERVICES=1 (set once tests need it).
+# Make sure the services the test suite needs are up: Redis on 127.0.0.1:6379 (the Redis
+# online store's tests) and PostgreSQL on 127.0.0.1:5432 (the PostgreSQL registry's tests).
+# Each is started when this machine can. A service that is not up and cannot be started is
+# an error (exit 1), since the tests that need it fail without it; CRMFS_REQUIRE_SERVICES=0
+# only warns (for a run of the embedded tests alone, e.g. pytest -k "not redis").
 set -u
-need="${CRMFS_REQUIRE_SERVICES:-0}"
+need="${CRMFS_REQUIRE_SERVICES:-1}"
 status=0
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from crmfs.cli.scaffold import PROJECT_YAML
 from crmfs.config import (
     PostgresRegistryConfig,
     ProjectConfig,
@@ -287,3 +288,15 @@ def test_a_postgres_registry_is_opened_from_the_project_file(
         store.close()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_the_backends_shown_by_crmfs_init_load(tmp_path: Path) -> None:
+    template = PROJECT_YAML.format(name="shop")
+    uncommented = "\n".join(
+        line.removeprefix("# ") if line.startswith(("# online_store", "# registry")) else line
+        for line in template.splitlines()
+    )
+    config = ProjectConfig.load(_project(tmp_path, uncommented))
+    assert config.online_store == RedisOnlineStoreConfig(password_env="CRMFS_REDIS_PASSWORD")
+    assert isinstance(config.registry, PostgresRegistryConfig)
+    assert config.registry.password_env == "CRMFS_PG_PASSWORD"

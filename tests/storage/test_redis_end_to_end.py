@@ -13,15 +13,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from crmfs.backends import entity_key_ttl
+from crmfs.errors import BackendUnavailable
 from crmfs.storage.redis_online import RedisOnlineStore
 from crmfs.storage.sqlite_online import SqliteOnlineStore
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
 from tests.orders_project import NOW
-from tests.storage.redis_servers import SHARED_URL, keys_under
+from tests.storage.redis_servers import SHARED_URL, ThrowawayRedis, keys_under
 
 DEFINITIONS = """\
 from crmfs import Aggregation, FeatureView, Latest
@@ -129,3 +131,35 @@ def _assert_key_ttls(store: FeatureStore, prefix: str) -> None:
                 assert client.pttl(key) == -1
     finally:
         client.close()
+
+
+def test_an_ingest_while_redis_is_down_fails_clearly_and_loses_nothing(
+    tmp_path: Path, durable_redis: ThrowawayRedis
+) -> None:
+    """What a user sees: ``BackendUnavailable``; the same batch sent again once Redis is
+    back counts once, whether the failed call had logged it or not."""
+    options = f"{{type: redis, url: '{durable_redis.url}', retries: 1, backoff_s: 0.01}}"
+    store = _project(tmp_path / "project", options)
+    first, second, third = (_batches()[1][n : n + 100] for n in (0, 100, 200))
+    try:
+        store.ingest("orders", first)
+        durable_redis.stop()
+        with pytest.raises(BackendUnavailable, match="Retry later"):
+            store.ingest("orders", second)  # fails before anything is logged
+        with pytest.raises(BackendUnavailable):
+            store.get_online_features(REFS, [{"customer_id": "c1"}], now=NOW)
+        durable_redis.start()
+        store.ingest("orders", second)
+        report = store.ingest("orders", second)  # a redelivery
+        assert (report.accepted, report.duplicates) == (0, 100)
+        store.ingest("orders", third)
+        served = _served(store)
+    finally:
+        store.close()
+    reference = _project(tmp_path / "reference", "{type: sqlite}")
+    try:
+        for batch in (first, second, third):
+            reference.ingest("orders", batch)
+        assert served == _served(reference)
+    finally:
+        reference.close()

@@ -16,6 +16,9 @@ data_dir: data
 online_store: {{type: sqlite}}
 registry: {{type: sqlite}}
 batch_engine: {{type: duckdb}}
+# Production backends (docs/configuration.md); passwords only through environment variables:
+# online_store: {{type: redis, url: "redis://127.0.0.1:6379/0", password_env: CRMFS_REDIS_PASSWORD}}
+# registry: {{type: postgres, dsn: "postgresql://crmfs@127.0.0.1:5432/crmfs", password_env: CRMFS_PG_PASSWORD}}
 """
 
 DEFINITIONS = '''\
