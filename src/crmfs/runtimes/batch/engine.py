@@ -122,7 +122,7 @@ class DuckDBEngine:
         """
         if as_served and strategy in ("lists", "sorted"):
             raise ValueError(f"the {strategy} plan answers event-time queries only, not as_served")
-        mapping = _mapping_for(plan, identity, epochs=True)
+        mapping = mapping_for(plan, identity, epochs=True)
         with self._events_of(plan.view.source, mapping) as db:
             if mapping is not None:
                 entity_rows = identity_keys.epoch_rows(db, entity_rows)
@@ -220,7 +220,7 @@ class DuckDBEngine:
         as the states should have it (``IdentityGraph.intervals("current", ...)``); a subset
         of the records rebuilds only their golden ids.
         """
-        with self._events_of(plan.view.source, _mapping_for(plan, identity, epochs=False)) as db:
+        with self._events_of(plan.view.source, mapping_for(plan, identity, epochs=False)) as db:
             groups = [
                 state_blobs.tile_maps(
                     db.sql(
@@ -245,12 +245,15 @@ class DuckDBEngine:
 
 @dataclass(frozen=True)
 class IdentityMapping:
+    """How a view keyed by a mapping reads its events (shared by the batch engines)."""
+
     intervals: pa.Table
     epochs: bool  # key each event by the epochs of its golden id (point in time)
     key_column: str
 
 
-def _mapping_for(plan: ViewPlan, identity: pa.Table | None, epochs: bool) -> IdentityMapping | None:
+def mapping_for(plan: ViewPlan, identity: pa.Table | None, epochs: bool) -> IdentityMapping | None:
+    """The mapping a view's events are keyed by, or None for a view keyed by a log field."""
     if not keyed_by_mapping(plan):
         return None
     if identity is None:
