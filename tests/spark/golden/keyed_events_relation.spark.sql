@@ -1,0 +1,6 @@
+SELECT
+  e.*,
+  k.key AS `account_id`
+FROM __raw_events AS e
+JOIN __id_keys AS k
+  ON e._identity_record = k.record_id
