@@ -20,7 +20,7 @@ from crmfs.identity.graph import AuditEntry, IdentityGraph
 from crmfs.identity.lookup import IdentifierLookup
 
 # Scored pairs from here up to the auto-link threshold are listed for review, not linked.
-DEFAULT_REVIEW_THRESHOLD = 0.05
+DEFAULT_REVIEW_THRESHOLD = 0.02
 
 
 class IdentityNotFound(IdentityError):
