@@ -297,15 +297,6 @@ REGISTRIES: dict[str, type[RegistryConfig]] = {
 }
 
 
-def backend_type(config: OnlineStoreConfig | RegistryConfig) -> str:
-    """The ``type`` tag of a backend's configuration."""
-    for choices in (ONLINE_STORES, REGISTRIES):
-        for name, kind in choices.items():
-            if type(config) is kind:
-                return name
-    raise ValueError(f"not a backend configuration: {config!r}")
-
-
 def _typed(path: Path, key: str, value: object, valid: Mapping[str, type[Any]]) -> Any:
     """The typed configuration of the backend ``value`` (``{type: ..., option: ...}``) names,
     each option checked; an error names the key and lists the valid types or options."""

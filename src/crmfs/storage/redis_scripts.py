@@ -13,7 +13,8 @@ A script answers with a list whose first item says what happened:
 - ``busy``: another writer holds the write lease (an open staged write): wait and retry;
 - ``moved``, seq, ingested_at: the watermark is not the expected one; nothing was written;
 - ``stale``: a table's key space is not the one the client named (the table was replaced
-  or dropped meanwhile): look it up again and retry.
+  or dropped meanwhile): look it up again and retry;
+- ``lost``: a table replacement's new key space was taken for abandoned and deleted.
 """
 
 from __future__ import annotations
