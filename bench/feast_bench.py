@@ -37,6 +37,7 @@ from feast import Entity, FeatureStore, FeatureView, Field, FileSource, PushSour
 from feast.data_source import PushMode
 from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
+from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.repo_config import RegistryConfig
 from feast.types import String
@@ -78,6 +79,9 @@ ONLINE_CHECK_ENTITIES = 2_000
 # A push into SQLite is synchronous, so a value shows up on the first read; this bound only
 # keeps a broken run from spinning forever.
 FRESHNESS_TIMEOUT_S = 5.0
+# The Redis database Feast's online store uses in the bench (flushed first); crmfs's bench
+# uses another (bench/redis_bench.py).
+REDIS_DB = 14
 
 
 def figure(name: str, value: float, unit: str) -> dict[str, Any]:
@@ -87,11 +91,12 @@ def figure(name: str, value: float, unit: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- repo definition
 
 
-def repo_config(work_dir: Path, offline: str) -> RepoConfig:
-    """Config of the bench repo; ``offline`` is "duckdb" or "file" (Feast's dask store).
+def repo_config(work_dir: Path, offline: str, online: str = "sqlite") -> RepoConfig:
+    """Config of the bench repo; ``offline`` is "duckdb" or "file" (Feast's dask store),
+    ``online`` "sqlite" or "redis" (database ``REDIS_DB`` of the local server).
 
-    Both configs share one registry and one SQLite file: the offline store is only a choice of
-    engine for reading the same FileSource, so the objects are applied once.
+    The SQLite configs share one registry and one SQLite file: the offline store is only a
+    choice of engine for reading the same FileSource, so the objects are applied once.
     """
     offline_cfg: DuckDBOfflineStoreConfig | DaskOfflineStoreConfig
     if offline == "duckdb":
@@ -106,7 +111,11 @@ def repo_config(work_dir: Path, offline: str) -> RepoConfig:
         # Feast's default registry cache TTL (600 s) outlives the run, so no online call pays
         # for a registry reload mid-measurement; it is spelled out to make that explicit.
         registry=RegistryConfig(path=str(work_dir / "registry.db"), cache_ttl_seconds=600),
-        online_store=SqliteOnlineStoreConfig(path=str(work_dir / "online.db")),
+        online_store=(
+            RedisOnlineStoreConfig(connection_string=f"127.0.0.1:6379,db={REDIS_DB}")
+            if online == "redis"
+            else SqliteOnlineStoreConfig(path=str(work_dir / "online.db"))
+        ),
         offline_store=offline_cfg,
         repo_path=work_dir,
         entity_key_serialization_version=3,
@@ -409,7 +418,53 @@ def run(scenario_dir: Path, work_dir: Path) -> list[dict[str, Any]]:
     figures.append(figure("feast_freshness_p99_ms", np.percentile(fresh, 99) * 1e3, "ms"))
     log.info("freshness: p50 %.3f ms", np.percentile(fresh, 50) * 1e3)
 
+    figures += run_redis(scenario_dir, work_dir / "redis")
     log.info("Feast run took %.1f s", time.perf_counter() - wall)
+    return figures
+
+
+def run_redis(scenario_dir: Path, work_dir: Path) -> list[dict[str, Any]]:
+    """Feast with its Redis online store: materialize the 1M events, read, push."""
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    events_path = scenario_dir / "events.parquet"
+    store = FeatureStore(repo_path=str(work_dir), config=repo_config(work_dir, "duckdb", "redis"))
+    apply_objects(store, events_path)
+    seconds, _ = timed(
+        lambda: store.materialize(
+            start_date=ANCHOR - timedelta(days=HISTORY_DAYS + 1), end_date=ANCHOR
+        )
+    )
+    figures = [figure("feast_redis_materialize_1m_s", seconds, "s")]
+    events = load_events(events_path)
+    ids = events["customer_id"].unique()
+    check_online(store, events, ids)
+    del events
+    rng = np.random.default_rng(SEED)
+    single = online_latencies(store, ids, rng, 1, ONLINE_SINGLE_WARMUP, ONLINE_SINGLE_CALLS)
+    log.info("Redis online single: p50 %.3f ms", np.percentile(single, 50) * 1e3)
+    figures.append(
+        figure("feast_redis_online_single_p99_ms", np.percentile(single, 99) * 1e3, "ms")
+    )
+    batch = online_latencies(store, ids, rng, BATCH_SIZE, ONLINE_BATCH_WARMUP, ONLINE_BATCH_CALLS)
+    figures.append(
+        figure(
+            "feast_redis_online_batch100_rows_per_s",
+            BATCH_SIZE * len(batch) / batch.sum(),
+            "rows/s",
+        )
+    )
+    rows = PushRows(ids, rng)
+    frames = [rows.frame(INGEST_BATCH_SIZE) for _ in range(INGEST_WARMUP + INGEST_BATCH_CALLS)]
+    figures.append(
+        figure(
+            "feast_redis_ingest_events_per_s", push_rate(store, frames, INGEST_WARMUP), "events/s"
+        )
+    )
     return figures
 
 

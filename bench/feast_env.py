@@ -32,8 +32,9 @@ DEFAULT_VENV = BENCH_DIR / ".feast-venv"
 # The pinned spec is the whole identity of the venv: the marker stores it, and a different spec
 # (say, after bumping Feast) makes ensure_feast_venv rebuild rather than reuse a stale install.
 # The duckdb extra brings ibis-framework[duckdb], which Feast's DuckDB offline store needs; the
-# file offline store (dask) and the SQLite online store come with the base package.
-FEAST_SPEC = "feast[duckdb]==0.67.0"
+# file offline store (dask) and the SQLite online store come with the base package; the redis
+# extra brings the client its Redis online store needs.
+FEAST_SPEC = "feast[duckdb,redis]==0.67.0"
 MARKER_NAME = ".crmfs-feast-spec"
 
 # Installing Feast resolves and downloads ~100 wheels; a generous bound still stops a hung pip.
