@@ -79,6 +79,8 @@ class SqliteOnlineStore:
         self._cached_bytes = 0
         self._version = self._data_version()
         self._watermark: Watermark | None = None  # as of self._version, or unknown
+        # The blobs of the open staged write (only its thread reads while it is open).
+        self._staged: dict[str, dict[EntityKey, bytes]] | None = None
         # Only a store of the old shared-table layout needs a write here: a fold worker opens
         # the store while its parent holds SQLite's write lock (``begin_write``).
         if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'state'").fetchone():
@@ -126,15 +128,22 @@ class SqliteOnlineStore:
 
     def read(self, table: str, keys: Sequence[EntityKey]) -> list[bytes | None]:
         with self._lock:
-            cached = self._current_cache(self._data_version()).get(table, {})
-            hits = list(map(cached.get, keys))
-            if None not in hits:  # all cached: the usual case after a while
-                return hits if _ABSENT not in hits else [blob or None for blob in hits]
-            misses = [key for key in keys if key not in cached]
-            found = dict.fromkeys(misses, _ABSENT)
-            found.update(self._select(table, misses))
-            self._remember(table, found)
-            return [cached.get(key) or found.get(key) or None for key in keys]
+            blobs = self._read(table, keys)
+            staged = self._staged.get(table) if self._staged else None
+            if staged:  # the writing thread reads its own staged blobs
+                return [staged.get(key, blob) for key, blob in zip(keys, blobs, strict=True)]
+            return blobs
+
+    def _read(self, table: str, keys: Sequence[EntityKey]) -> list[bytes | None]:
+        cached = self._current_cache(self._data_version()).get(table, {})
+        hits = list(map(cached.get, keys))
+        if None not in hits:  # all cached: the usual case after a while
+            return hits if _ABSENT not in hits else [blob or None for blob in hits]
+        misses = [key for key in keys if key not in cached]
+        found = dict.fromkeys(misses, _ABSENT)
+        found.update(self._select(table, misses))
+        self._remember(table, found)
+        return [cached.get(key) or found.get(key) or None for key in keys]
 
     def _select(self, table: str, keys: list[EntityKey]) -> list[tuple[EntityKey, bytes]]:
         rows: list[tuple[EntityKey, bytes]] = []
@@ -200,6 +209,7 @@ class SqliteOnlineStore:
         go of the store's lock that ``begin_write`` took."""
         try:
             self._watermark = None  # read again after this write, committed or not
+            self._staged = None
             if written is not None:
                 for table, rows in written.items():
                     self._remember(table, rows)
@@ -299,6 +309,7 @@ class SqliteStagedWrite:
         self._store = store
         self._transaction = transaction
         self._written: dict[str, dict[EntityKey, bytes]] = {}
+        store._staged = self._written
 
     def add(self, updates: Mapping[str, Mapping[EntityKey, bytes]]) -> None:
         """Write these blobs now, in the open transaction (a key written twice: the last)."""

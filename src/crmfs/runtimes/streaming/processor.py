@@ -132,8 +132,12 @@ class StreamProcessor:
         if prepared is not None:
             if batch.num_rows and prepared.fits(source, batch):
                 mark = Watermark(seq=batch[SEQ][-1].as_py(), ingested_at=prepared.now)
-                prepared.staged.commit(mark)
-                return
+                try:
+                    prepared.staged.commit(mark)
+                    return
+                except WatermarkMoved:  # a store whose write lease ran out (Redis)
+                    self.catch_up(log)
+                    return
             prepared.abort()
         if batch.num_rows == 0:
             return
