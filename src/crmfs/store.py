@@ -122,8 +122,11 @@ class FeatureStore:
 
     def apply(self) -> list[Change]:
         """Register the definitions; views with new versions are rebuilt from the log."""
+        # The tables to drop are read from what this apply replaces: another process's apply
+        # in between is refused (RegistryConflict) rather than built on unseen.
+        generation = self.registry.generation()
         before = self.registry.applied()
-        changes = self.registry.apply(self.catalog, self.clock())
+        changes = self.registry.apply(self.catalog, self.clock(), expected_generation=generation)
         self._plans = None
         self._drop_pipeline()
         self._requests.clear()

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from crmfs import Aggregation, col
-from crmfs.errors import FeatureNotFound, RegistryError
+from crmfs.errors import FeatureNotFound, RegistryConflict, RegistryError
 from crmfs.registry.changes import ChangeKind
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
 from tests.registry.backends import Registries
-from tests.registry.catalogs import view
+from tests.registry.catalogs import view, windowed
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 EVENTS = [
@@ -171,3 +171,27 @@ def test_removed_view_is_dropped_and_can_come_back(tmp_path: Path, registries: R
     third.apply()
     assert third.registry.version_of("FeatureView", "other").version == 2  # type: ignore[union-attr]
     assert _read(third, "other:qty_30d") == 7
+
+
+def test_an_apply_overtaken_by_another_process_is_refused_whole(
+    tmp_path: Path, registries: Registries
+) -> None:
+    """Another store applies between this apply's reading of the registry and its write:
+    this one gets RegistryConflict, and the registry holds the other's versions only."""
+    mine = _store(tmp_path / "mine", registries, windowed(7))
+    theirs = _store(tmp_path / "theirs", registries, windowed(14))
+    read_applied = mine.registry.applied
+
+    def applied_then_overtaken() -> Any:
+        found = read_applied()
+        theirs.apply()  # lands while this apply is between its read and its write
+        return found
+
+    mine.registry.applied = applied_then_overtaken  # type: ignore[method-assign]
+    with pytest.raises(RegistryConflict, match="crmfs plan"):
+        mine.apply()
+    assert [v for v, _, _ in theirs.registry.history("FeatureView", "activity")] == [1]
+    mine.registry.applied = read_applied  # type: ignore[method-assign]
+    assert {c.name: c.version for c in mine.apply()} == {"activity": 2}  # planned again
+    for store in (mine, theirs):
+        store.close()
