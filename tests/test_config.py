@@ -114,6 +114,14 @@ def test_a_valid_project_loads(tmp_path: Path) -> None:
             ["'batch_engine' must be a mapping with a 'type'", "duckdb", "got 'spark'"],
         ),
         (
+            "project: shop\nbatch_engine: {type: spark, driver_memory: lots}\n",
+            ["batch_engine.driver_memory 'lots' must be a JVM memory size"],
+        ),
+        (
+            "project: shop\nbatch_engine: {type: spark, conf: [a]}\n",
+            ["batch_engine.conf", "must map Spark setting names to values"],
+        ),
+        (
             "project: shop\nbatch_engine: {type: duckdb, thread: 4}\n",
             ["batch_engine.thread is not an option of 'duckdb'", "threads, memory_limit"],
         ),

@@ -1,7 +1,8 @@
-"""The online store and the registry that ``crmfs.yaml`` chooses, opened in one place.
+"""The online store, the registry and the batch engine that ``crmfs.yaml`` chooses, opened
+in one place.
 
-The embedded defaults (SQLite) need nothing; Redis and PostgreSQL adapters are imported only
-when chosen, and a missing client library raises ``MissingExtra`` naming the extra to install.
+The embedded defaults (SQLite, DuckDB) need nothing; Redis, PostgreSQL and Spark adapters are
+imported only when chosen, and a missing client library raises ``MissingExtra`` naming the extra to install.
 Passwords come from the environment variables that ``password_env`` names, read when the
 backend is opened, never from the file.
 
@@ -11,10 +12,10 @@ backend is opened, never from the file.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crmfs.config import (
     OnlineStoreConfig,
@@ -24,6 +25,8 @@ from crmfs.config import (
     SqliteOnlineStoreConfig,
 )
 from crmfs.errors import ConfigError
+from crmfs.runtimes.batch.port import BatchEngine
+from crmfs.storage.event_log import EventLog
 from crmfs.storage.ports import OnlineStore
 from crmfs.transform.plan import ViewPlan
 
@@ -34,6 +37,19 @@ KeyTtl = Callable[[str], int | None]
 # Added to the key TTL of an entity's online state: events dated a little ahead of the clock
 # that sets Redis's TTLs (ingestion time) still count for their windows when read.
 KEY_TTL_MARGIN_S = 86_400
+
+
+def open_batch_engine(options: Mapping[str, Any], log: EventLog) -> BatchEngine:
+    """The batch engine ``batch_engine:`` chooses: DuckDB (embedded) or Spark."""
+    if options.get("type", "duckdb") == "spark":
+        from crmfs.runtimes.batch.spark_engine import open_spark_engine
+
+        return open_spark_engine(options, log)
+    from crmfs.runtimes.batch.engine import DuckDBEngine
+
+    return DuckDBEngine(
+        log, threads=options.get("threads"), memory_limit=options.get("memory_limit")
+    )
 
 
 def open_online_store(config: ProjectConfig, key_ttl: KeyTtl | None = None) -> OnlineStore:

@@ -209,6 +209,27 @@ def _schema_name(value: object) -> str | None:
     return "must be a schema name of 1 to 63 bytes"
 
 
+def _name(value: object) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+
+
+_JVM_MEMORY = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
+
+
+def _jvm_memory(value: object) -> str | None:
+    if isinstance(value, str) and _JVM_MEMORY.match(value.strip()):
+        return None
+    return "must be a JVM memory size such as '4g' or '512m'"
+
+
+def _string_mapping(value: object) -> str | None:
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str | int | float | bool) for k, v in value.items()
+    ):
+        return None
+    return "must map Spark setting names to values (spark.executor.memory: 4g)"
+
+
 def _url_password(url: str) -> bool:
     """Whether a URL carries a password (``user:password@`` or ``?password=``)."""
     parts = urlsplit(url)
@@ -345,7 +366,14 @@ IDENTITY_GRAPHS: dict[str, dict[str, OptionCheck]] = {
     }
 }
 BATCH_ENGINES: dict[str, dict[str, OptionCheck]] = {
-    "duckdb": {"threads": _positive_int, "memory_limit": _memory_size}
+    "duckdb": {"threads": _positive_int, "memory_limit": _memory_size},
+    "spark": {
+        "master": _name,
+        "app_name": _name,
+        "shuffle_partitions": _positive_int,
+        "driver_memory": _jvm_memory,
+        "conf": _string_mapping,
+    },
 }
 
 

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crmfs.definitions import FieldType, Function
-from crmfs.runtimes.batch.engine import DuckDBEngine, keyed_by_mapping
+from crmfs.runtimes.batch.engine import keyed_by_mapping
+from crmfs.runtimes.batch.port import BatchEngine
 from crmfs.runtimes.streaming.processor import StreamProcessor
 from crmfs.runtimes.streaming.reader import read_values
 from crmfs.runtimes.streaming.state import decode
@@ -59,7 +60,7 @@ class ParityReport:
 
 def replay_parity(
     log: EventLog,
-    engine: DuckDBEngine,
+    engine: BatchEngine,
     plans: list[ViewPlan],
     check_times: int = 50,
     entities_per_check: int = 25,
@@ -107,7 +108,7 @@ def replay_parity(
 
 def live_parity(
     online: OnlineStore,
-    engine: DuckDBEngine,
+    engine: BatchEngine,
     mapped: Sequence[tuple[ViewPlan, pa.Table]],
     at: int,
     entities: int = 200,
@@ -183,7 +184,7 @@ def _replay(
 
 
 def _compare(
-    engine: DuckDBEngine,
+    engine: BatchEngine,
     plan: ViewPlan,
     samples: list[tuple[Any, int, list[Any] | None]],
     report: ParityReport,

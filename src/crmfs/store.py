@@ -12,7 +12,13 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmfs.backends import entity_key_ttl, online_store_opener, open_online_store, open_registry
+from crmfs.backends import (
+    entity_key_ttl,
+    online_store_opener,
+    open_batch_engine,
+    open_online_store,
+    open_registry,
+)
 from crmfs.config import ProjectConfig, load_definitions
 from crmfs.definitions import Catalog, FeatureService, IdentifierKind, fingerprint
 from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
@@ -26,7 +32,7 @@ from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
 from crmfs.ingestion.readers import Chunk, Records, read_file
 from crmfs.parity import ParityReport, live_parity, replay_parity
 from crmfs.registry.changes import Change, ChangeKind
-from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy, keyed_by_mapping
+from crmfs.runtimes.batch.engine import PitStrategy, keyed_by_mapping
 from crmfs.runtimes.streaming.processor import StreamProcessor
 from crmfs.serving.online import FeatureRequest, OnlineResponse, feature_request, read_online
 from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
@@ -86,12 +92,7 @@ class FeatureStore:
             else EventLog(data / "log", compaction_grace_s=grace, background_compaction=True)
         )
         self.online = open_online_store(self.config, key_ttl=self._online_key_ttl)
-        engine_options = self.config.batch_engine
-        self.engine = DuckDBEngine(
-            self.log,
-            threads=engine_options.get("threads"),
-            memory_limit=engine_options.get("memory_limit"),
-        )
+        self.engine = open_batch_engine(self.config.batch_engine, self.log)
         self.clock: Clock = clock or now_micros
         identity_options = self.config.identity
         self.identity_region: str = identity_options.get("default_region", "US")
@@ -498,6 +499,9 @@ class FeatureStore:
 
     def close(self) -> None:
         self._drop_pipeline()
+        close_engine = getattr(self.engine, "close", None)
+        if close_engine is not None:  # a Spark session the engine started
+            close_engine()
         self.identity_graph.close()
         self.log.close()
         self.online.close()

@@ -12,7 +12,8 @@ import pyarrow.compute as pc
 
 from crmfs.definitions import FieldType
 from crmfs.errors import EntityDataError
-from crmfs.runtimes.batch.engine import DuckDBEngine, PitStrategy
+from crmfs.runtimes.batch.engine import PitStrategy
+from crmfs.runtimes.batch.port import BatchEngine
 from crmfs.storage.arrow_schema import ARROW_TYPES
 from crmfs.transform.plan import ViewPlan
 
@@ -81,7 +82,7 @@ def _keys_of_view_type(plan: ViewPlan, keys: pa.ChunkedArray) -> pa.ChunkedArray
 
 
 def historical_features(
-    engine: DuckDBEngine,
+    engine: BatchEngine,
     entity_df: Any,
     requests: Sequence[tuple[ViewPlan, list[str]]],
     as_served: bool,

@@ -29,7 +29,7 @@ from crmfs.identity.hierarchy import (
 )
 from crmfs.ingestion.identity_follow import IdentityFollower
 from crmfs.ingestion.relation_follow import RelationFollower
-from crmfs.runtimes.batch.engine import DuckDBEngine
+from crmfs.runtimes.batch.port import BatchEngine
 from crmfs.runtimes.streaming.state import merged_blob
 from crmfs.storage.arrow_schema import ARROW_TYPES
 from crmfs.storage.event_log import EVENT_TIME, INGESTED_AT, SEQ, EventLog
@@ -62,7 +62,7 @@ class MappedKeys:
         catalog: Catalog,
         graph: IdentityGraph,
         log: EventLog,
-        engine: DuckDBEngine,
+        engine: BatchEngine,
         online: OnlineStore,
         plans: Sequence[ViewPlan],
     ) -> None:

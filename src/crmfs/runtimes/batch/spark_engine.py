@@ -73,6 +73,14 @@ class SparkEngine:
     @property
     def session(self) -> SparkSession:
         if self._session is None:
+            # A session already running in this process is shared, not this engine's to stop.
+            try:
+                from pyspark.sql import SparkSession
+            except ImportError:  # start_session says which extra to install
+                pass
+            else:
+                if SparkSession.getActiveSession() is not None:
+                    self._owns_session = False
             self._session = start_session(self.settings)
         return self._session
 
