@@ -274,3 +274,23 @@ def test_large_batches_round_trip(open_store: OpenStore) -> None:
     staged.add({"t": dict.fromkeys(range(50000), b"staged")})
     staged.commit(Watermark(2, 2))
     assert other.read("t", [0, 49_999, 50_000]) == [b"staged", b"staged", b"new-50000"]
+
+
+def test_a_serving_read_gives_every_tables_blobs_and_the_watermark(
+    open_store: OpenStore,
+) -> None:
+    store, other = open_store(), open_store()
+    assert store.read_views([("t", ["a"]), ("never", [1])]) == (Watermark(), [[None], [None]])
+    other.write({"t": {"a": b"1", "b": b"2"}, "u": {1: b"x"}}, Watermark(3, 30))
+    # Tables this client has not read before, and one replaced by another client since.
+    assert store.read_views([("t", ["b", "a", "z"]), ("u", [1]), ("never", [2])]) == (
+        Watermark(3, 30),
+        [[b"2", b"1", None], [b"x"], [None]],
+    )
+    other.replace_table("t", {"a": b"new"}, Watermark(3, 30))
+    other.drop_table("u")
+    assert store.read_views([("t", ["a", "b"]), ("u", [1])]) == (
+        Watermark(3, 30),
+        [[b"new", None], [None]],
+    )
+    assert store.read_views([]) == (Watermark(3, 30), [])

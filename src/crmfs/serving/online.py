@@ -88,20 +88,19 @@ def read_online(
     now: int,
 ) -> OnlineResponse:
     """Read every requested view for every entity row at time ``now``."""
-    watermark_at = online.watermark().ingested_at
-    lag = now - watermark_at
+    watermark, blobs_per_request = online.read_views(
+        [(request.table, keys) for request, keys in zip(requests, keys_per_request, strict=True)]
+    )
+    lag = now - watermark.ingested_at
     response = OnlineResponse(entity_rows, [], {}, {}, {})
-    for request, keys, names in zip(requests, keys_per_request, labels, strict=True):
+    for request, blobs, names in zip(requests, blobs_per_request, labels, strict=True):
         plan = request.plan
         sla = plan.view.sla_seconds
         status = STALE if sla is not None and lag > sla * MICROS_PER_SECOND else FRESH
         window_age = max(0, lag) / MICROS_PER_SECOND
         windows = request.windows
         read = request.read_plan.read_at(now)
-        states = [
-            None if blob is None else read(decode_frozen(blob), now)
-            for blob in online.read(request.table, keys)
-        ]
+        states = [None if blob is None else read(decode_frozen(blob), now) for blob in blobs]
         n = len(states)
         all_known = None not in states  # the usual case, with column-wise work below
         if all_known:

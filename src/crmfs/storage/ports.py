@@ -48,6 +48,13 @@ class OnlineStore(Protocol):
         """The blobs of ``keys`` in order; None where a key has no state."""
         ...
 
+    def read_views(
+        self, reads: Sequence[tuple[str, Sequence[EntityKey]]]
+    ) -> tuple[Watermark, list[list[bytes | None]]]:
+        """``read`` of each ``(table, keys)``, and the watermark: what a serving call needs,
+        in one round trip where the store is remote."""
+        ...
+
     def write(
         self,
         updates: Mapping[str, Mapping[EntityKey, bytes]],

@@ -115,6 +115,57 @@ class RedisOnlineStore:
         current, *chunks = pipe.execute()
         return current, [blob for chunk in chunks for blob in chunk]
 
+    def read_views(
+        self, reads: Sequence[tuple[str, Sequence[EntityKey]]]
+    ) -> tuple[Watermark, list[list[bytes | None]]]:
+        """The watermark and every table's blobs in one MULTI/EXEC: ``HMGET`` of the marks,
+        then per table ``HGET`` of its key space and ``MGET`` of its keys."""
+        if self._staged() is not None:  # the writing thread: its staged blobs over these
+            return self.watermark(), [self.read(table, keys) for table, keys in reads]
+        spaces = [self._spaces.known(table) for table, _ in reads]
+        for _ in range(_MAX_STALE_RETRIES):
+            names = [
+                [] if space is None else self.keys.entity_keys(space, list(keys))
+                for space, (_, keys) in zip(spaces, reads, strict=True)
+            ]
+            marks, found = self._redis.call(
+                "online store read", partial(self._transaction_views, reads, names)
+            )
+            current = [space for space, _ in found]
+            if current == spaces:
+                seq, at = marks
+                blobs_of: list[list[bytes | None]] = [
+                    blobs if space is not None else [None] * len(keys)
+                    for space, (_, keys), (_, blobs) in zip(spaces, reads, found, strict=True)
+                ]
+                return Watermark(int(seq or 0), int(at or 0)), blobs_of
+            for (table, _), space in zip(reads, current, strict=True):
+                self._spaces.saw(table, space)  # replaced, dropped or created since
+            spaces = current
+        raise StorageError("online store read: its tables keep being replaced")
+
+    def _transaction_views(
+        self, reads: Sequence[tuple[str, Sequence[EntityKey]]], names: list[list[bytes]]
+    ) -> tuple[list[Any], list[tuple[bytes | None, list[bytes | None]]]]:
+        pipe = self._redis.client.pipeline(transaction=True)
+        pipe.hmget(self.keys.marks, ["s", "a"])
+        chunks_of = []
+        for (table, _), table_names in zip(reads, names, strict=True):
+            pipe.hget(self.keys.tables, table)
+            starts = range(0, len(table_names), _MGET_CHUNK)
+            for start in starts:
+                pipe.mget(table_names[start : start + _MGET_CHUNK])
+            chunks_of.append(len(starts))
+        marks, *results = pipe.execute()
+        found = []
+        position = 0
+        for chunks in chunks_of:
+            current = results[position]
+            blobs = [b for chunk in results[position + 1 : position + 1 + chunks] for b in chunk]
+            found.append((current, blobs))
+            position += 1 + chunks
+        return marks, found
+
     def watermark(self) -> Watermark:
         client = self._redis.client
         seq, at = self._redis.call(

@@ -134,6 +134,12 @@ class SqliteOnlineStore:
                 return [staged.get(key, blob) for key, blob in zip(keys, blobs, strict=True)]
             return blobs
 
+    def read_views(
+        self, reads: Sequence[tuple[str, Sequence[EntityKey]]]
+    ) -> tuple[Watermark, list[list[bytes | None]]]:
+        with self._lock:
+            return self.watermark(), [self.read(table, keys) for table, keys in reads]
+
     def _read(self, table: str, keys: Sequence[EntityKey]) -> list[bytes | None]:
         cached = self._current_cache(self._data_version()).get(table, {})
         hits = list(map(cached.get, keys))
