@@ -184,6 +184,12 @@ class MappedKeys:
             )
         return events
 
+    def forget_cached(self) -> None:
+        """Drop what this process keeps of state that other processes change (the relation
+        snapshots, read from the online store again when next needed)."""
+        for follower in self._relations.values():
+            follower.forget()
+
     def follow(self, source: str | None = None) -> int:
         """Follow identity changes, then relation changes (all of them, or those a batch of
         ``source`` may have made); how many changes were followed."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +15,7 @@ from crmfs.ingestion.identity import IdentityStep, KeysAsGiven
 from crmfs.ingestion.readers import Records, to_table
 from crmfs.ingestion.validation import validate
 from crmfs.runtimes.streaming.processor import Prepared, StreamProcessor
-from crmfs.storage.event_log import AppendResult, EventLog, Rejected
+from crmfs.storage.event_log import SEQ, AppendResult, EventLog, Rejected
 
 
 @dataclass
@@ -38,6 +38,18 @@ class IngestReport:
         self.already_quarantined += other.already_quarantined
         for reason, count in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A batch validated and not yet stored: its valid events (with ``_event_time_us``),
+    their ids, the records rejected so far and how many records were received."""
+
+    source: EventSource
+    events: pa.Table
+    event_ids: list[Any]
+    rejected: list[Rejected]
+    received: int
 
 
 UNPARSABLE = "unparsable"
@@ -80,43 +92,88 @@ class IngestionPipeline:
         extra_rejected: list[Rejected] | None = None,
     ) -> IngestReport:
         """Ingest one batch; returns once it is durable in the log and applied online."""
-        source = self.source(source_name)
-        raw = to_table(records)
         at = self.clock() if now is None else now
+        checked = self.check(source_name, to_table(records), at, extra_rejected)
+        return self.commit([checked], at)
+
+    def check(
+        self,
+        source_name: str,
+        raw: pa.Table,
+        at: int,
+        extra_rejected: list[Rejected] | None = None,
+    ) -> Checked:
+        """Validate a batch of ``source_name`` received at ``at``; nothing is stored yet."""
+        source = self.source(source_name)
         checked = validate(source, raw, at) if raw.num_rows else None
         rejected = list(extra_rejected or [])
-        events = checked.events if checked else _empty(source)
-        event_ids = checked.event_ids if checked else []
-        if checked:
-            rejected.extend(checked.rejected)
-        resolved = self.identity.resolve(source, events, event_ids, at)
-        events, event_ids = resolved.events, resolved.event_ids
-        rejected.extend(resolved.rejected)
-        if events.num_rows >= OVERLAP_MIN_ROWS:
-            result, prepared = self._append_while_folding(
-                source.name, events, event_ids, rejected, at
-            )
+        received = raw.num_rows + len(rejected)
+        if checked is None:
+            return Checked(source, _empty(source), [], rejected, received)
+        rejected.extend(checked.rejected)
+        return Checked(source, checked.events, checked.event_ids, rejected, received)
+
+    def commit(self, parts: Sequence[Checked], at: int, follow: bool = True) -> IngestReport:
+        """Store checked batches of one source (in order) and apply them online: one log
+        append for all of them, or, for a source resolved by the identity graph, one per
+        part right after its identity step. So a crash between the graph's commit and the
+        log's leaves one part's records in the graph only, and that part's redelivery gets
+        the golden ids it would have had.
+
+        ``follow``: run ``after_apply`` (the identity and relation followers) afterwards.
+        """
+        source = parts[0].source
+        if source.identifiers and len(parts) > 1:
+            stored = [self._store([part], at, overlap=False) for part in parts]
+            results = [result for result, _, _ in stored]
+            rejected = [r for _, _, part_rejected in stored for r in part_rejected]
+            accepted = pa.concat_tables([r.accepted for r in results])
+            if _consecutive(accepted):
+                self.processor.apply_committed(source.name, accepted, self.log)
+            else:  # another process appended in between: apply the log in its order
+                self.processor.catch_up(self.log)
         else:
-            result, prepared = self.log.append(source.name, events, event_ids, rejected, at), None
-        try:
-            self.processor.apply_committed(source.name, result.accepted, self.log, prepared)
-        finally:
-            if prepared is not None:
-                prepared.abort()  # if it was not committed (an error): the write is let go
-        if self.after_apply is not None:
+            result, prepared, rejected = self._store(parts, at, overlap=True)
+            try:
+                self.processor.apply_committed(source.name, result.accepted, self.log, prepared)
+            finally:
+                if prepared is not None:
+                    prepared.abort()  # if it was not committed (an error): the write is let go
+            results = [result]
+        if follow and self.after_apply is not None:
             self.after_apply(source.name)
-        report = IngestReport(
-            source=source.name,
-            received=raw.num_rows + len(extra_rejected or []),
-            accepted=result.accepted.num_rows,
-            duplicates=result.duplicates,
-            quarantined=result.quarantined,
-            already_quarantined=result.already_quarantined,
-        )
+        report = IngestReport(source=source.name, received=sum(p.received for p in parts))
+        for result in results:
+            report.accepted += result.accepted.num_rows
+            report.duplicates += result.duplicates
+            report.quarantined += result.quarantined
+            report.already_quarantined += result.already_quarantined
         for r in rejected:
             key = r.field or UNPARSABLE  # by field; records that could not be read at all apart
             report.reasons[key] = report.reasons.get(key, 0) + 1
         return report
+
+    def _store(
+        self, parts: Sequence[Checked], at: int, overlap: bool
+    ) -> tuple[AppendResult, Prepared | None, list[Rejected]]:
+        """Resolve identity and append ``parts`` as one batch (the result, the fold and
+        every record rejected); with ``overlap``, a large batch is folded while it is
+        appended (the fold is to be committed or aborted)."""
+        source = parts[0].source
+        events, event_ids, rejected = [], [], []
+        for part in parts:
+            resolved = self.identity.resolve(source, part.events, part.event_ids, at)
+            events.append(resolved.events)
+            event_ids.extend(resolved.event_ids)
+            rejected.extend(part.rejected)
+            rejected.extend(resolved.rejected)
+        batch = events[0] if len(events) == 1 else pa.concat_tables(events)
+        if overlap and batch.num_rows >= OVERLAP_MIN_ROWS:
+            result, prepared = self._append_while_folding(
+                source.name, batch, event_ids, rejected, at
+            )
+            return result, prepared, rejected
+        return self.log.append(source.name, batch, event_ids, rejected, at), None, rejected
 
     def _append_while_folding(
         self,
@@ -144,6 +201,15 @@ class IngestionPipeline:
                 if prepared is not None:
                     prepared.abort()  # nothing was appended: its states must not land
                 raise
+
+
+def _consecutive(batch: pa.Table) -> bool:
+    """Whether the seqs of ``batch`` follow one another (no other append in between)."""
+    if batch.num_rows == 0:
+        return True
+    first: int = batch[SEQ][0].as_py()
+    last: int = batch[SEQ][-1].as_py()
+    return bool(last - first + 1 == batch.num_rows)
 
 
 def _empty(source: EventSource) -> pa.Table:

@@ -54,6 +54,11 @@ class RelationFollower:
             )
         return self._snapshot
 
+    def forget(self) -> None:
+        """Read the snapshot again when next needed: another process (a stream worker)
+        may have followed the relation since."""
+        self._snapshot = None
+
     def follow(self, regrouped: Collection[Any] = ()) -> int:
         """Recompute the parents whose members changed: people whose parent changed, and
         ``regrouped`` golden ids (merged or split: their records changed); how many."""
