@@ -10,6 +10,7 @@
     │   └── RegistryConflict     an apply was overtaken by another one since its plan
     ├── FeatureNotFound          a feature reference names no feature
     ├── IngestError              a whole ingest call cannot proceed (bad file, unknown source)
+    │   └── BusFull              an event-bus partition is over its backlog bound: retry later
     ├── EntityDataError          an entity dataframe for a training set is malformed
     ├── StorageError             a storage adapter failed (foreign errors are wrapped here)
     │   └── BackendUnavailable   a server (PostgreSQL, Redis) cannot be reached: retry later
@@ -112,3 +113,20 @@ class BackendUnavailable(StorageError):
 
     Raised after the adapter's own bounded retries; the message says what was written.
     """
+
+
+class BusFull(IngestError):
+    """A publish found an event-bus partition holding ``length`` messages, at or over its
+    bound (back-pressure): nothing of that publish call was written. Retry later."""
+
+    def __init__(self, partition: str, length: int, bound: int, waited_s: float) -> None:
+        self.partition = partition
+        self.length = length
+        self.bound = bound
+        self.waited_s = waited_s
+        waited = f" after waiting {waited_s:.1f} s" if waited_s else ""
+        super().__init__(
+            f"event bus partition {partition!r} holds {length:,} messages, at or over its bound"
+            f" of {bound:,}{waited}: the stream workers are behind (start more, or check that"
+            " they run); nothing of this publish was written, retry it later"
+        )
