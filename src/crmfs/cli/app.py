@@ -1,5 +1,5 @@
 """``crmfs``: init, plan, apply, ingest, get, materialize, parity, quarantine, generate, demo,
-identity (``crmfs.cli.identity_cmd``)."""
+identity (``crmfs.cli.identity_cmd``), worker and bus (``crmfs.cli.worker_cmd``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crmfs.cli.identity_cmd import identity_app
+from crmfs.cli.worker_cmd import bus_app, worker
 from crmfs.errors import ConfigError, CrmfsError
 from crmfs.timestamps import from_micros
 
@@ -24,6 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(identity_app, name="identity")
+app.command()(worker)
+app.add_typer(bus_app, name="bus")
 console = Console()
 err = Console(stderr=True)
 Repo = Annotated[Path, typer.Option("--repo", "-r", help="Project folder (holds crmfs.yaml)")]
