@@ -114,6 +114,14 @@ def test_a_valid_project_loads(tmp_path: Path) -> None:
             ["'batch_engine' must be a mapping with a 'type'", "duckdb", "got 'spark'"],
         ),
         (
+            "project: shop\nidentity: {type: postgres, dsn: 'postgresql://u:s3cret@h/db'}\n",
+            ["identity.dsn (value not shown) holds a password", "password_env"],
+        ),
+        (
+            "project: shop\nidentity: {type: postgres, dsn: 'postgresql://h/db', writers: all}\n",
+            ["identity.writers 'all' must be take_turns or one"],
+        ),
+        (
             "project: shop\nbatch_engine: {type: spark, driver_memory: lots}\n",
             ["batch_engine.driver_memory 'lots' must be a JVM memory size"],
         ),

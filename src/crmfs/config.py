@@ -137,11 +137,15 @@ def _adapter(
             )
         problem = check(setting)
         if problem:
-            raise ConfigError(f"{path}: {key}.{option} {setting!r} {problem}")
+            shown = "(value not shown)" if option in _MAY_HOLD_SECRETS else repr(setting)
+            raise ConfigError(f"{path}: {key}.{option} {shown} {problem}")
     return dict(value)
 
 
 OptionCheck = Callable[[object], str | None]
+# Options whose mistaken value may be a secret (a password in a connection string): errors
+# about them do not repeat the value.
+_MAY_HOLD_SECRETS = frozenset({"dsn", "url"})
 
 
 def _positive_int(value: object) -> str | None:
@@ -207,6 +211,16 @@ def _schema_name(value: object) -> str | None:
     if isinstance(value, str) and 0 < len(value.encode()) <= 63:
         return None
     return "must be a schema name of 1 to 63 bytes"
+
+
+def _wait_seconds(value: object) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return None
+    return "must be a number of seconds, 0 or more"
+
+
+def _writer_mode(value: object) -> str | None:
+    return None if value in ("take_turns", "one") else "must be take_turns or one"
 
 
 def _name(value: object) -> str | None:
@@ -355,15 +369,27 @@ def _typed(path: Path, key: str, value: object, valid: Mapping[str, type[Any]]) 
     return valid[kind](**{name: setting for name, setting in value.items() if name != "type"})
 
 
+_IDENTITY_OPTIONS: dict[str, OptionCheck] = {
+    "default_region": _region,
+    "max_records_per_key": _positive_int,
+    "names_must_agree": _boolean,
+    "review_threshold": _probability,
+    "link_threshold": _probability,
+    "no_link_floor": _probability,
+}
 IDENTITY_GRAPHS: dict[str, dict[str, OptionCheck]] = {
-    "sqlite": {
-        "default_region": _region,
-        "max_records_per_key": _positive_int,
-        "names_must_agree": _boolean,
-        "review_threshold": _probability,
-        "link_threshold": _probability,
-        "no_link_floor": _probability,
-    }
+    "sqlite": _IDENTITY_OPTIONS,
+    "postgres": {
+        **_IDENTITY_OPTIONS,
+        "dsn": _postgres_dsn,
+        "password_env": _env_name,
+        "schema": _schema_name,
+        "retries": _count,
+        "backoff_s": _seconds,
+        "timeout_s": _positive_int,
+        "wait_s": _wait_seconds,
+        "writers": _writer_mode,
+    },
 }
 BATCH_ENGINES: dict[str, dict[str, OptionCheck]] = {
     "duckdb": {"threads": _positive_int, "memory_limit": _memory_size},

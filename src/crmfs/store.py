@@ -23,7 +23,8 @@ from crmfs.config import ProjectConfig, load_definitions
 from crmfs.definitions import Catalog, FeatureService, IdentifierKind, fingerprint
 from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
 from crmfs.identity.clustering import LinkPolicy
-from crmfs.identity.graph import IdentityGraph, IntervalAxis
+from crmfs.identity.graph import IntervalAxis
+from crmfs.identity.graph_backends import open_identity_graph
 from crmfs.identity.lookup import IdentifierLookup, identifier_kind
 from crmfs.identity.service import DEFAULT_REVIEW_THRESHOLD, IdentityService
 from crmfs.ingestion.identity import GraphIdentity
@@ -96,12 +97,7 @@ class FeatureStore:
         self.clock: Clock = clock or now_micros
         identity_options = self.config.identity
         self.identity_region: str = identity_options.get("default_region", "US")
-        self.identity_graph = IdentityGraph(
-            data / "identity.db",
-            self.clock,
-            max_records_per_key=identity_options.get("max_records_per_key"),
-            names_must_agree=identity_options.get("names_must_agree", True),
-        )
+        self.identity_graph = open_identity_graph(identity_options, data, self.clock)
         # Lookups, clusters and operator merges and splits (followed online at once).
         self.identity = IdentityService(
             self.identity_graph,

@@ -38,8 +38,9 @@ def _clock() -> int:
 
 @reporting
 def hold_writer(at: GraphAt, release: Event, outcomes: Queue[Outcome]) -> None:
-    """Open the graph to write, say so (with this process's id), hold it until released."""
-    graph = at.open(_clock)
+    """Open the graph as its one writer (``writers: one``), say so (with this process's id),
+    hold it until released."""
+    graph = at.open(_clock, writers="one")
     outcomes.put(("writing", os.getpid()))
     release.wait(WAIT_S)
     graph.close()
@@ -70,3 +71,18 @@ def read_before_and_after(
         outcomes.put(("read", (stale, as_of, kinds, changed, fresh, again, refused)))
     finally:
         graph.close()
+
+
+@reporting
+def add_one_by_one(
+    at: GraphAt, records: list[IdentityRecord], go: Event, outcomes: Queue[Outcome]
+) -> None:
+    """Open the graph to write (writers take turns), wait for the signal, then add
+    ``records`` one step each."""
+    graph = at.open(_clock)
+    outcomes.put(("ready", os.getpid()))
+    go.wait(WAIT_S)
+    for record in records:
+        graph.add(record)
+    graph.close()
+    outcomes.put(("done", len(records)))

@@ -100,7 +100,7 @@ def test_a_second_writer_is_refused_naming_the_first_then_may_wait_for_it(at: Gr
     try:
         _, holder_pid = _next(outcomes)
         with pytest.raises(IdentityError) as refused:
-            at.open(Clock())
+            at.open(Clock(), writers="one")
         message = str(refused.value)
         assert (
             f"identity graph {at.schema!r} at 127.0.0.1:5432/test has a writer already" in message
@@ -115,7 +115,7 @@ def test_a_second_writer_is_refused_naming_the_first_then_may_wait_for_it(at: Gr
         # A writer that may wait gets the graph once the first one closes it.
         threading.Timer(0.5, release.set).start()
         started = time.monotonic()
-        graph = at.open(Clock(), wait_s=20)
+        graph = at.open(Clock(), writers="one", wait_s=20)
         assert 0.4 < time.monotonic() - started < 15
         assert _next(outcomes) == ("closed", holder_pid)
         graph.add(rec("a", 1, (EMAIL, "a@x.com")))
@@ -123,6 +123,38 @@ def test_a_second_writer_is_refused_naming_the_first_then_may_wait_for_it(at: Gr
     finally:
         release.set()
         holder.join(timeout=30)
+
+
+def test_writers_of_several_processes_take_turns_step_by_step(at: GraphAt, tmp_path: Path) -> None:
+    """Two processes add interleaved records that link across them (shared emails and
+    phones): the graph ends with the clusters of one process adding them all."""
+    people = 12
+    records = [
+        rec(f"r{i}", i, (EMAIL, f"p{i % people}@x.com"), (PHONE, f"+1555{i % (people // 2)}"))
+        for i in range(48)
+    ]
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    spawned = [_spawn(graph_workers.add_one_by_one, at, records[k::2], go) for k in range(2)]
+    try:
+        for _, outcomes in spawned:
+            assert _next(outcomes)[0] == "ready"
+        go.set()
+        for _, outcomes in spawned:
+            assert _next(outcomes) == ("done", 24)
+    finally:
+        go.set()
+        for process, _ in spawned:
+            process.join(timeout=60)
+    alone = GraphAt("sqlite", folder=tmp_path).open(Clock())
+    alone.add_all(records)
+    shared = at.open(Clock(), read_only=True)
+    assert sorted(map(sorted, shared.clusters().values())) == sorted(
+        map(sorted, alone.clusters().values())
+    )
+    assert len(shared.changes_after(0)) >= 48
+    shared.close()
+    alone.close()
 
 
 def test_a_reader_process_sees_the_writers_merge_after_refresh(at: GraphAt) -> None:
@@ -395,3 +427,28 @@ def test_the_synthetic_crm_gets_the_same_golden_ids_on_both_backends(
     assert _state(reopened) == postgres_state
     assert isinstance(reopened.intervals("effective"), pa.Table)
     reopened.close()
+
+
+def test_a_step_that_waits_too_long_for_another_writers_step_names_it(at: GraphAt) -> None:
+    clock = Clock()
+    first = at.open(clock, retries=0)
+    _seed(first, clock)
+    second = at.open(Clock(), wait_s=0.3)  # writers take turns: both open
+    _pause_on(at, "changes")
+    clock.now = 300
+    step = _in_thread(lambda: first.add(BRIDGE))  # sleeps inside its step, holding the turn
+    deadline = time.monotonic() + 20
+    while _attempts(at) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    with pytest.raises(IdentityError, match=r"write step held it for more than 0\.3 s") as late:
+        second.add(rec("c", 4, (EMAIL, "c@x.com")))
+    assert time.monotonic() - started < 10
+    assert f"crmfs identity {at.schema} writer" in str(late.value)
+    _kill_writer_when_paused(at)
+    with pytest.raises(BackendUnavailable):
+        step()
+    # The turn is free again: the second writer's step goes through.
+    assert second.add(rec("c", 4, (EMAIL, "c@x.com")))[0].kind is ChangeKind.NEW
+    first.close()
+    second.close()

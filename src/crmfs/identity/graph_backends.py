@@ -1,8 +1,9 @@
 """The identity graph ``crmfs.yaml`` chooses (``identity: {type: ...}``), opened in one place.
 
 ``sqlite`` (the default) keeps the graph in ``identity.db`` in the data folder;
-``postgres`` in a schema of a PostgreSQL database, shared by every process of a project
-(one writer, any number of readers). The PostgreSQL adapter is imported only when chosen.
+``postgres`` in a schema of a PostgreSQL database, shared by every process of a project:
+writers take turns step by step (``writers: take_turns``, the default) or one process
+writes (``writers: one``), any number of readers. The PostgreSQL adapter is imported only when chosen.
 
 >>> graph = open_identity_graph({"type": "postgres", "dsn": "postgresql://crmfs@db/features",
 ...                              "password_env": "CRMFS_PG_PASSWORD"}, data_dir, clock)
@@ -20,6 +21,8 @@ from crmfs.identity.graph import IdentityGraph
 from crmfs.identity.graph_store import GraphStore, SqliteGraphStore
 
 GRAPH_TYPES = ("sqlite", "postgres")
+WRITER_MODES = ("take_turns", "one")
+DEFAULT_STEP_WAIT_S = 60.0
 
 
 def open_identity_graph(
@@ -59,11 +62,19 @@ def open_graph_store(
             )
         from crmfs.identity.graph_postgres import PostgresGraphStore
 
+        writers = options.get("writers", "take_turns")
+        if writers not in WRITER_MODES:
+            raise ConfigError(
+                f"identity.writers {writers!r} is unknown; valid: {', '.join(WRITER_MODES)}"
+            )
+        take_turns = writers == "take_turns"
         return PostgresGraphStore(
             dsn,
             options.get("schema", "crmfs_identity"),
             read_only=read_only,
-            wait_s=float(options.get("wait_s", 0.0)),
+            take_turns=take_turns,
+            # Taking turns, a step waits for others' steps; one writer fails at once.
+            wait_s=float(options.get("wait_s", DEFAULT_STEP_WAIT_S if take_turns else 0.0)),
             retries=int(options.get("retries", 3)),
             backoff_s=float(options.get("backoff_s", 0.2)),
             password=_password(options.get("password_env")),

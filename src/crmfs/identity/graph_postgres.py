@@ -1,13 +1,19 @@
-"""The identity graph in PostgreSQL: one schema per graph, one writer, any number of readers.
+"""The identity graph in PostgreSQL: one schema per graph, writers taking turns (or one
+writer), any number of readers.
 
 - **Tables.** The graph's tables (:mod:`~crmfs.identity.graph_schema`) live in their own
   schema, created when missing under a transaction-scoped advisory lock, so processes
   opening a new graph at once are safe.
-- **One writer.** A writer holds a session-level advisory lock on the schema for as long
-  as it is open (its linker lives in its memory). A second writer waits up to ``wait_s``
-  for it, then gets an ``IdentityError`` naming the holder. If the writer's connection
-  drops, PostgreSQL releases the lock; the writer takes it again when it reconnects, and
-  the graph re-reads the tables if another writer changed them in between.
+- **Writers take turns** (``take_turns=True``, the default): each write step takes a
+  transaction-scoped advisory lock on the schema first, so steps of several processes
+  run one after another; the graph re-reads the tables at the start of a step if another
+  process wrote since (its generation moved), as with a SQLite graph. A step that waited
+  ``wait_s`` for the lock gets an ``IdentityError`` naming the holder.
+- **One writer** (``take_turns=False``): the writer holds a session-level advisory lock
+  for as long as it is open. A second writer waits up to ``wait_s`` for it, then gets an
+  ``IdentityError`` naming the holder. If the writer's connection drops, PostgreSQL
+  releases the lock; the writer takes it again when it reconnects, and the graph re-reads
+  the tables if another writer changed them in between.
 - **Readers** (``read_only=True``) take no lock and see every committed step.
 - **Batched writes.** A step's writes are kept until the step reads or ends, then sent in
   one pipeline (no round trip per statement); the step is one transaction.
@@ -53,8 +59,20 @@ _SERVER_KEEPALIVES = (
 )
 
 
+def _who(holder: tuple[Any, ...] | None) -> str:
+    """A lock holder as ``_HOLDER`` finds it, for an error message."""
+    if holder is None:
+        return "another session, which has not let go of it within a second"
+    pid, name, address, since = holder
+    return (
+        f"{name or 'a session without an application name'} (server pid {pid},"
+        f" from {address or 'a local socket'}, connected since {since:%Y-%m-%d %H:%M:%S%z})"
+    )
+
+
 def writer_lock_key(schema: str) -> int:
-    """The session-level advisory lock the writer of the graph in ``schema`` holds."""
+    """The advisory lock the writer of the graph in ``schema`` holds (for its session, or
+    for each step when writers take turns)."""
     return lock_key(f"crmfs identity writer {schema}")
 
 
@@ -79,6 +97,7 @@ class PostgresGraphStore:
         schema: str = "crmfs_identity",
         *,
         read_only: bool = False,
+        take_turns: bool = True,
         wait_s: float = 0.0,
         retries: int = 3,
         backoff_s: float = 0.2,
@@ -88,6 +107,7 @@ class PostgresGraphStore:
         check_schema(schema, "identity")
         self.schema = schema
         self.read_only = read_only
+        self.take_turns = take_turns
         self._wait_s = wait_s
         self._writer_key = writer_lock_key(schema)
         role = "reader" if read_only else "writer"
@@ -125,7 +145,8 @@ class PostgresGraphStore:
             # The server notices a writer whose machine vanished in about 25 s (and frees
             # the writer lock), not after the system's default of hours.
             conn.execute(_SERVER_KEEPALIVES)
-            self._take_writer_lock(conn)
+            if not self.take_turns:
+                self._take_writer_lock(conn)
 
     def _create_tables(self, conn: psycopg.Connection[Any]) -> None:
         names = [f"{self._quoted}.{table}" for table in POSTGRES_TABLES]
@@ -151,21 +172,30 @@ class PostgresGraphStore:
                 break
             # No holder: it let go between the two statements (a writer closing): try again.
             time.sleep(_POLL_S if holder is not None else _POLL_S / 10)
-        if holder is None:
-            who = "another session, which has not let go of it within a second"
-        else:
-            pid, name, address, since = holder
-            who = (
-                f"{name or 'a session without an application name'} (server pid {pid},"
-                f" from {address or 'a local socket'}, connected since"
-                f" {since:%Y-%m-%d %H:%M:%S%z})"
-            )
         waited = f" after waiting {self._wait_s:g} s" if self._wait_s else ""
         raise IdentityError(
             f"the identity graph {self.schema!r} at {self._connection.where} has a writer"
-            f" already{waited}: {who}. One process writes a graph at a time: stop that one,"
-            " open this one read-only, or give it time to wait (identity.wait_s)"
+            f" already{waited}: {_who(holder)}. One process writes a graph at a time: stop"
+            " that one, open this one read-only, or give it time to wait (identity.wait_s)"
         )
+
+    def _take_step_lock(self, conn: psycopg.Connection[Any]) -> None:
+        """Wait (up to ``wait_s``) for the other writers' steps: a lock the transaction
+        holds until it ends."""
+        timeout_ms = max(1, round(self._wait_s * 1000))
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{timeout_ms}ms",))
+        try:
+            with conn.transaction():  # a savepoint: the step's transaction outlives a timeout
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._writer_key,))
+        except self._errors.errors.LockNotAvailable:
+            holder = conn.execute(_HOLDER, (self._writer_key,)).fetchone()
+            raise IdentityError(
+                f"the identity graph {self.schema!r} at {self._connection.where}: another"
+                f" process's write step held it for more than {self._wait_s:g} s:"
+                f" {_who(holder)}. Wait longer (identity.wait_s) or see what that process is"
+                " doing"
+            ) from None
+        conn.execute("SELECT set_config('lock_timeout', '0', true)")
 
     # -- the port --------------------------------------------------------------------------
 
@@ -196,6 +226,8 @@ class PostgresGraphStore:
             self._conn, self._in_step, self._pending = conn, True, []
             try:
                 with conn.transaction():
+                    if self.take_turns:
+                        self._take_step_lock(conn)
                     result = work()
                     self._flush(conn)
                     self._connection.committing()
@@ -227,7 +259,7 @@ class PostgresGraphStore:
         would too, but only once it notices the connection closed: a writer opened right
         after would find the lock still held)."""
         with self._lock:
-            if not self.read_only:
+            if not (self.read_only or self.take_turns):
                 conn = self._connection.live()
                 if conn is not None:
                     with contextlib.suppress(self._errors.Error):
