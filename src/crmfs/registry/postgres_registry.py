@@ -10,13 +10,13 @@ See ``docs/postgres.md``.
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from crmfs.errors import BackendUnavailable, ConfigError, MissingExtra, RegistryError, StorageError
+from crmfs.errors import RegistryError
 from crmfs.registry.sql_registry import Row, Session, SqlRegistry, Statements, T
+from crmfs.storage import pg_connection
+from crmfs.storage.pg_connection import PgConnection, check_schema
 
 if TYPE_CHECKING:
     import psycopg
@@ -51,25 +51,11 @@ _STATEMENTS = {
 }
 _SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _LOCK = "SELECT pg_advisory_xact_lock(%s)"
-_KEEPALIVES: dict[str, str | int] = {
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
-
-
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise MissingExtra("psycopg", "postgres") from exc
-    return psycopg
 
 
 def lock_key(schema: str) -> int:
     """The advisory lock a registry's writers take: one per schema (per database)."""
-    digest = hashlib.blake2b(f"crmfs registry {schema}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return pg_connection.lock_key(f"crmfs registry {schema}")
 
 
 class _PostgresSession:
@@ -107,40 +93,26 @@ class PostgresRegistry(SqlRegistry):
         password: str | None = None,
         connect_timeout_s: int = 5,
     ) -> None:
-        self._pg = _psycopg()
-        if not schema or len(schema.encode()) > 63:
-            raise ConfigError(f"registry schema {schema!r}: give a name of 1 to 63 bytes")
-        if retries < 0 or backoff_s < 0:
-            raise ConfigError("registry retries and backoff_s must not be negative")
-        try:
-            parts = self._pg.conninfo.conninfo_to_dict(dsn)
-        except self._pg.ProgrammingError as exc:
-            raise ConfigError(f"registry dsn is not a valid connection string: {exc}") from exc
-        # Where, for messages: never the password.
-        self.where = (
-            f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
-        )
-        # A server that vanishes without closing the connection is noticed in about 25 s
-        # (TCP keepalives), not hours, unless the dsn says otherwise.
-        extra = {k: v for k, v in _KEEPALIVES.items() if k not in parts}
-        if password is not None:
-            extra["password"] = password
-        self._conninfo: str = self._pg.conninfo.make_conninfo(
+        check_schema(schema, "registry")
+        self._connection = PgConnection(
             dsn,
-            connect_timeout=max(2, connect_timeout_s),
-            application_name=f"crmfs registry {schema}"[:63],
-            **extra,
+            what="the PostgreSQL registry",
+            setting="registry",
+            application_name=f"crmfs registry {schema}",
+            retries=retries,
+            backoff_s=backoff_s,
+            password=password,
+            connect_timeout_s=connect_timeout_s,
+            unknown_outcome="whether the apply was recorded is unknown: run `crmfs plan`"
+            " when PostgreSQL is back to see",
+            closed_error=RegistryError,
         )
+        self.where = self._connection.where
         self.schema = schema
-        self._quoted_schema: str = self._pg.sql.Identifier(schema).as_string()
-        self._retries = retries
-        self._backoff_s = backoff_s
+        self._quoted_schema = self._connection.quoted(schema)
         self._lock_key = lock_key(schema)
-        self._conn: psycopg.Connection[Any] | None = None
-        self._closed = False
-        self._committing = False  # set once an apply's work is done and COMMIT is sent
         super().__init__(Statements(**{k: self._in_schema(v) for k, v in _STATEMENTS.items()}))
-        self._retrying(self._create_tables, write=True)
+        self._connection.run(self._create_tables, write=True)
 
     def _in_schema(self, statement: str) -> str:
         """``statement`` with ``{schema}`` replaced by the schema's quoted name."""
@@ -165,69 +137,17 @@ class PostgresRegistry(SqlRegistry):
                 cursor.execute(_SNAPSHOT)
                 return work(_PostgresSession(cursor))
 
-        return self._retrying(attempt, write=False)
+        return self._connection.run(attempt, write=False)
 
     def _exclusive(self, work: Callable[[Session], T]) -> T:
         def attempt(conn: psycopg.Connection[Any]) -> T:
             with conn.transaction(), conn.cursor() as cursor:
                 cursor.execute(_LOCK, (self._lock_key,))
                 result = work(_PostgresSession(cursor))
-                self._committing = True
+                self._connection.committing()
             return result
 
-        return self._retrying(attempt, write=True)
-
-    def _retrying(self, attempt: Callable[[psycopg.Connection[Any]], T], write: bool) -> T:
-        """Run ``attempt`` on a live connection; a lost connection is retried with backoff."""
-        if self._closed:
-            raise RegistryError("the PostgreSQL registry is closed")
-        started = time.monotonic()
-        lost: Exception | None = None
-        for number in range(self._retries + 1):
-            if number:
-                time.sleep(self._backoff_s * 2 ** (number - 1))
-            self._committing = False
-            try:
-                return attempt(self._connection())
-            except self._pg.OperationalError as exc:
-                if not self._connection_lost():
-                    raise StorageError(f"the PostgreSQL registry at {self.where}: {exc}") from exc
-                self._forget_connection()
-                if write and self._committing:
-                    raise BackendUnavailable(
-                        f"the PostgreSQL registry at {self.where} dropped the connection while"
-                        f" committing ({_first_line(exc)}); whether the apply was recorded is"
-                        " unknown: run `crmfs plan` when PostgreSQL is back to see"
-                    ) from exc
-                lost = exc
-            except self._pg.Error as exc:
-                raise StorageError(f"the PostgreSQL registry at {self.where}: {exc}") from exc
-        attempts = self._retries + 1
-        written = "nothing was written: " if write else ""
-        raise BackendUnavailable(
-            f"the PostgreSQL registry at {self.where} is unavailable ({_first_line(lost)};"
-            f" {attempts} attempt{'s' if attempts > 1 else ''} over"
-            f" {time.monotonic() - started:.1f} s); {written}retry when it is back"
-        ) from lost
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None:
-            self._conn = self._pg.connect(self._conninfo, autocommit=True)
-        return self._conn
-
-    def _connection_lost(self) -> bool:
-        """After an OperationalError: is it the connection (retry) or the statement (not)?"""
-        return self._conn is None or self._conn.closed or self._conn.broken
-
-    def _forget_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        return self._connection.run(attempt, write=True)
 
     def close(self) -> None:
-        self._closed = True
-        self._forget_connection()
-
-
-def _first_line(exc: BaseException | None) -> str:
-    return str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else "no reply"
+        self._connection.close()
