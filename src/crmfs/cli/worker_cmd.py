@@ -104,8 +104,13 @@ def open_stream_worker(
     url: str | None = None,
     prefix: str | None = None,
     report: Callable[[str], None] | None = None,
+    parallel_fold: bool = False,
 ) -> Iterator[StreamWorker]:
-    """A stream worker of ``store``'s project (``worker.run(stop)`` until ``stop`` is set)."""
+    """A stream worker of ``store``'s project (``worker.run(stop)`` until ``stop`` is set).
+
+    ``parallel_fold``: let large batches be folded on two cores (a fold worker process, as
+    ``crmfs.yaml``'s ``online_store.parallel_fold`` says); off by default: workers scale by
+    processes, and one worker alone measured faster without it too."""
     from crmfs.ingestion.commit_lock import LOCK_FILE, CommitLock
     from crmfs.ingestion.stream_worker import StreamWorker
     from crmfs.storage.redis_stream_consumer import RedisStreamConsumer
@@ -115,6 +120,8 @@ def open_stream_worker(
         bus_connection(store, url), bus_prefix(store, prefix), settings or StreamSettings()
     )
     lock = CommitLock(store.log.root / LOCK_FILE)
+    if not parallel_fold:
+        store.pipeline.processor.fold_in_this_process()
     try:
         consumer = RedisStreamConsumer(transport, name or f"{socket.gethostname()}-{os.getpid()}")
         yield StreamWorker(
@@ -155,7 +162,13 @@ def worker(
         float | None, typer.Option(help="Seconds a message must be idle to be taken over")
     ] = None,
     max_deliveries: Annotated[int, typer.Option(help="Deliveries before a dead letter")] = 5,
+    gap_timeout: Annotated[
+        float, typer.Option(help="Seconds a stuck online watermark waits before a catch-up")
+    ] = 5.0,
     report_every: Annotated[float, typer.Option(help="Seconds between progress lines")] = 10.0,
+    parallel_fold: Annotated[
+        bool, typer.Option(help="Fold large batches on two cores (a fold worker process)")
+    ] = False,
 ) -> None:
     """Run a stream worker: consume this project's event bus (Redis Streams), validate,
     resolve identity, log and apply online; stop cleanly on SIGTERM or Ctrl-C."""
@@ -166,14 +179,19 @@ def worker(
     settings = StreamSettings(
         partitions=partitions, lease_s=lease, claim_idle_s=claim_idle, max_deliveries=max_deliveries
     )
-    options = WorkerOptions(max_messages=batch, block_ms=block_ms, report_every_s=report_every)
+    options = WorkerOptions(
+        max_messages=batch,
+        block_ms=block_ms,
+        report_every_s=report_every,
+        gap_timeout_s=gap_timeout,
+    )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     store = _store(repo)
     try:
         with open_stream_worker(
-            store, consumer, settings, options, redis_url, key_prefix, _line
+            store, consumer, settings, options, redis_url, key_prefix, _line, parallel_fold
         ) as running:
             running.run(stop)
     finally:

@@ -25,7 +25,9 @@ LOCK_FILE = "commit.lock"
 
 
 class CommitLock:
-    """``with lock:`` holds the project's commit lock (re-entrant in no sense: one holder)."""
+    """``with lock:`` holds the project's commit lock (not re-entrant). ``acquire`` and
+    ``release`` may be called from different threads of the holder (an append thread lets
+    go of it as soon as the log has committed)."""
 
     def __init__(self, path: Path) -> None:
         try:
@@ -38,13 +40,22 @@ class CommitLock:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         self._threads = threading.Lock()
 
-    def __enter__(self) -> CommitLock:
+    def acquire(self) -> None:
         self._threads.acquire()
         try:
             self._fcntl.flock(self._fd, self._fcntl.LOCK_EX)
         except BaseException:
             self._threads.release()
             raise
+
+    def release(self) -> None:
+        try:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def __enter__(self) -> CommitLock:
+        self.acquire()
         return self
 
     def __exit__(
@@ -53,10 +64,7 @@ class CommitLock:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        try:
-            self._fcntl.flock(self._fd, self._fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
+        self.release()
 
     def close(self) -> None:
         os.close(self._fd)

@@ -52,6 +52,30 @@ class Checked:
     received: int
 
 
+@dataclass(frozen=True)
+class Stored:
+    """Checked batches of one source in the log: the new events (in log order, with their
+    seqs and ingestion time), each append's result and every record rejected."""
+
+    source: EventSource
+    received: int
+    accepted: pa.Table
+    results: list[AppendResult]
+    rejected: list[Rejected]
+
+    def report(self) -> IngestReport:
+        report = IngestReport(source=self.source.name, received=self.received)
+        for result in self.results:
+            report.accepted += result.accepted.num_rows
+            report.duplicates += result.duplicates
+            report.quarantined += result.quarantined
+            report.already_quarantined += result.already_quarantined
+        for r in self.rejected:
+            key = r.field or UNPARSABLE  # by field; records that could not be read at all apart
+            report.reasons[key] = report.reasons.get(key, 0) + 1
+        return report
+
+
 UNPARSABLE = "unparsable"
 # Batches from this size are folded while they are appended (see ``_append_while_folding``).
 OVERLAP_MIN_ROWS = 1_000
@@ -114,22 +138,13 @@ class IngestionPipeline:
         return Checked(source, checked.events, checked.event_ids, rejected, received)
 
     def commit(self, parts: Sequence[Checked], at: int, follow: bool = True) -> IngestReport:
-        """Store checked batches of one source (in order) and apply them online: one log
-        append for all of them, or, for a source resolved by the identity graph, one per
-        part right after its identity step. So a crash between the graph's commit and the
-        log's leaves one part's records in the graph only, and that part's redelivery gets
-        the golden ids it would have had.
-
-        ``follow``: run ``after_apply`` (the identity and relation followers) afterwards.
-        """
+        """Store checked batches of one source (in order, see ``store``) and apply them
+        online. ``follow``: run ``after_apply`` (the identity and relation followers)."""
         source = parts[0].source
         if source.identifiers and len(parts) > 1:
-            stored = [self._store([part], at, overlap=False) for part in parts]
-            results = [result for result, _, _ in stored]
-            rejected = [r for _, _, part_rejected in stored for r in part_rejected]
-            accepted = pa.concat_tables([r.accepted for r in results])
-            if _consecutive(accepted):
-                self.processor.apply_committed(source.name, accepted, self.log)
+            stored = self.store(parts, at)
+            if _consecutive(stored.accepted):
+                self.processor.apply_committed(source.name, stored.accepted, self.log)
             else:  # another process appended in between: apply the log in its order
                 self.processor.catch_up(self.log)
         else:
@@ -139,19 +154,28 @@ class IngestionPipeline:
             finally:
                 if prepared is not None:
                     prepared.abort()  # if it was not committed (an error): the write is let go
-            results = [result]
+            stored = Stored(source, _received(parts), result.accepted, [result], rejected)
         if follow and self.after_apply is not None:
             self.after_apply(source.name)
-        report = IngestReport(source=source.name, received=sum(p.received for p in parts))
-        for result in results:
-            report.accepted += result.accepted.num_rows
-            report.duplicates += result.duplicates
-            report.quarantined += result.quarantined
-            report.already_quarantined += result.already_quarantined
-        for r in rejected:
-            key = r.field or UNPARSABLE  # by field; records that could not be read at all apart
-            report.reasons[key] = report.reasons.get(key, 0) + 1
-        return report
+        return stored.report()
+
+    def store(self, parts: Sequence[Checked], at: int) -> Stored:
+        """Resolve identity and append checked batches of one source (in order) to the log;
+        nothing is applied online. One append for all of them, or, for a source resolved by
+        the identity graph, one per part right after its identity step: so a crash between
+        the graph's commit and the log's leaves one part's records in the graph only, and
+        that part's redelivery gets the golden ids it would have had."""
+        source = parts[0].source
+        groups = [[part] for part in parts] if source.identifiers else [list(parts)]
+        appended = [self._store(group, at, overlap=False) for group in groups]
+        results = [result for result, _, _ in appended]
+        accepted = (
+            results[0].accepted
+            if len(results) == 1
+            else pa.concat_tables([r.accepted for r in results])
+        )
+        rejected = [r for _, _, group_rejected in appended for r in group_rejected]
+        return Stored(source, _received(parts), accepted, results, rejected)
 
     def _store(
         self, parts: Sequence[Checked], at: int, overlap: bool
@@ -201,6 +225,10 @@ class IngestionPipeline:
                 if prepared is not None:
                     prepared.abort()  # nothing was appended: its states must not land
                 raise
+
+
+def _received(parts: Sequence[Checked]) -> int:
+    return sum(part.received for part in parts)
 
 
 def _consecutive(batch: pa.Table) -> bool:

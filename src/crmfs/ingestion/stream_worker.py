@@ -2,18 +2,20 @@
 
 One round: fetch messages (those a crash or a dead worker left first, see
 ``redis_stream_consumer``), decode and validate them (in parallel with other workers),
-then, holding the project's ``CommitLock``: catch up on anything committed but not applied
-(a worker killed mid-commit), resolve identity, append to the event log, apply online and
-follow identity changes; release the lock; acknowledge the messages. Effectively exactly
-once, whatever the point a worker is killed at:
+commit them (``worker_commit``: identity, log append, online write in log order, followers;
+the project's ``CommitLock`` held for the append, or throughout for identity sources), then
+acknowledge them. Effectively exactly once, whatever the point a worker is killed at:
 
 - before the log append: nothing durable happened; the messages are delivered again;
 - after the identity graph's commit, before the log's: the records are known, a
   redelivery adds nothing to the graph and gets the same golden ids (the identity
   partition appends each message right after its identity step);
 - after the log append, before the online write: the redelivered events are duplicates
-  (``(source, event_id)`` is unique) and the next commit's catch-up applies the log;
-- after the online write, before the acknowledgement: all duplicates, nothing changes.
+  (``(source, event_id)`` is unique) and the watermark, stuck before them, is caught up
+  from the log (``ordered_apply``);
+- after the online write, before following identity changes: the next worker resolving
+  identities follows them (the online store keeps the last change it followed);
+- after all that, before the acknowledgement: all duplicates, nothing changes.
 
 A message that fails for reasons of its own (not an outage: ``StorageError`` and ``OSError``
 are waited out and retried) is retried alone; delivered ``max_deliveries`` times (counting
@@ -27,17 +29,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 
 from crmfs.errors import IngestError, StorageError
 from crmfs.identity.graph import IdentityGraph
 from crmfs.ingestion.bus import decode_events
+from crmfs.ingestion.bus_routes import routes
+from crmfs.ingestion.commit_lock import CommitLock
 from crmfs.ingestion.keying import MappedKeys
 from crmfs.ingestion.pipeline import Checked, IngestionPipeline, IngestReport
+from crmfs.ingestion.worker_commit import BatchCommitter
 from crmfs.storage.bus import IDENTITY_PARTITION, BusConsumer, Delivery
 
 _log = logging.getLogger(__name__)
@@ -49,13 +53,16 @@ OUTAGES = (StorageError, OSError)
 class WorkerOptions:
     """``max_messages`` per fetch, ``block_ms`` waiting for new ones, ``rebalance_every_s``
     between looks at the other workers, ``report_every_s`` between progress lines,
-    ``outage_pause_s`` before a batch that met an outage is tried again."""
+    ``outage_pause_s`` before a batch that met an outage is tried again, ``gap_timeout_s``
+    a stuck online watermark is waited for before the log is caught up (a worker died
+    between its append and its online write)."""
 
     max_messages: int = 64
     block_ms: int = 500
     rebalance_every_s: float = 1.0
     report_every_s: float = 10.0
     outage_pause_s: float = 1.0
+    gap_timeout_s: float = 5.0
 
 
 @dataclass
@@ -97,21 +104,19 @@ class StreamWorker:
         keys: MappedKeys,
         graph: IdentityGraph,
         consumer: Consumer,
-        lock: AbstractContextManager[Any],
+        lock: CommitLock,
         options: WorkerOptions | None = None,
         report: Callable[[str], None] | None = None,
         backlog: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self.keys = keys
-        self.graph = graph
         self.consumer = consumer
-        self.lock = lock
         self.options = options or WorkerOptions()
+        self.committer = BatchCommitter(pipeline, keys, graph, lock, self.options.gap_timeout_s)
         self.stats = WorkerStats()
         self._report = report
         self._backlog = backlog
-        self._seen_seq: int | None = None  # the log's last seq after this worker's commit
+        self._identity_sources = {n for n, r in routes(pipeline.catalog).items() if r.key is None}
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class StreamWorker:
         partitions and return)."""
         self.consumer.start()
         options = self.options
-        next_rebalance = next_report = time.monotonic()
+        next_rebalance = next_report = next_settle = time.monotonic()
         reported = (self.stats.records, time.monotonic())
         try:
             while not stop.is_set():
@@ -133,15 +138,19 @@ class StreamWorker:
                     next_report = now + options.report_every_s
                 try:
                     deliveries = self.consumer.fetch(options.max_messages, options.block_ms)
+                    if not deliveries and now >= next_settle:  # idle: a gap to catch up?
+                        self.committer.settle(resolving=False)
+                        next_settle = now + options.gap_timeout_s / 4
                 except OUTAGES as exc:
                     self._outage(exc, stop)
                     continue
                 if deliveries:
                     self.handle(deliveries, stop)
         finally:
-            self.consumer.close()
             if self._report is not None:
                 self._progress(reported, final=True)
+            self.consumer.close()
+            self.committer.close()
         return self.stats
 
     def _rebalance(self) -> None:
@@ -153,7 +162,7 @@ class StreamWorker:
             return
         if not had_identity and IDENTITY_PARTITION in owned:
             try:  # a dead owner may have left identity changes unfollowed
-                self._commit([])
+                self.committer.settle(resolving=True)
             except OUTAGES as exc:
                 _log.warning("%s: catch-up failed: %s", self.consumer.name, exc)
 
@@ -264,35 +273,19 @@ class StreamWorker:
         self.stats.messages += len(deliveries)
 
     def _commit(self, items: Sequence[Item]) -> list[IngestReport]:
-        """Check ``items`` (no lock), then commit them holding the lock."""
+        """Check ``items`` (no lock), then commit them source by source."""
         at = self.pipeline.clock()
-        groups = _groups([(d, self.pipeline.check(d.source, t, at)) for d, t in items])
-        identity = any(d.partition == IDENTITY_PARTITION for d, _ in items)
+        checked = [(d, self.pipeline.check(d.source, t, at)) for d, t in items]
+        resolving = self.consumer.owns(IDENTITY_PARTITION)
         reports = []
-        with self.lock:
-            owner = identity or self.consumer.owns(IDENTITY_PARTITION)
-            self._refresh(owner)
-            self.pipeline.processor.catch_up(self.pipeline.log)
-            if owner:
-                self.keys.follow()
-            for parts, from_identity in groups:
-                report = self.pipeline.commit(parts, at, follow=False)
-                if from_identity:
-                    self.keys.follow(parts[0].source.name)
-                reports.append(report)
-            self._seen_seq = self.pipeline.log.max_seq()
-        for report in reports:
+        for parts, identity in _groups(checked, self._identity_sources):
+            if identity:
+                report = self.committer.commit_identity(parts, at, resolving, follow=True)
+            else:
+                report = self.committer.commit_plain(parts, at)
+            reports.append(report)
             self.stats.add(report)
         return reports
-
-    def _refresh(self, owner: bool) -> None:
-        """Forget what other processes changed since this worker's last commit: the graph
-        (if this worker resolves identities) and cached relation snapshots."""
-        changed = self._seen_seq is not None and self.pipeline.log.max_seq() != self._seen_seq
-        if owner and self.graph.refresh():
-            changed = True
-        if changed:
-            self.keys.forget_cached()
 
     # -- progress ----------------------------------------------------------------------
 
@@ -307,11 +300,13 @@ class StreamWorker:
             except OUTAGES:
                 backlog = " | backlog unknown"
         owned = ",".join(sorted(self.consumer.owned(), key=_partition_order)) or "none"
+        ordered = self.committer.ordered
         self._report(
             f"worker {self.consumer.name}{' stopped' if final else ''}: partitions {owned}"
             f" | records {stats.records:,} ({rate:,.0f}/s) | accepted {stats.accepted:,}"
             f" | duplicates {stats.duplicates:,} | quarantined {stats.quarantined:,}"
-            f" | dead letters {stats.dead_letters:,} | messages {stats.messages:,}{backlog}"
+            f" | dead letters {stats.dead_letters:,} | messages {stats.messages:,}"
+            f" | refolds {ordered.refolds:,} | catch-ups {ordered.catch_ups:,}{backlog}"
         )
         return stats.records, now
 
@@ -320,16 +315,19 @@ def _partition_order(name: str) -> tuple[int, int]:
     return (0, 0) if name == IDENTITY_PARTITION else (1, int(name))
 
 
-def _groups(checked: list[tuple[Delivery, Checked]]) -> list[tuple[list[Checked], bool]]:
-    """Commit groups in order: per source, the entity partitions' messages together; the
-    identity partition's in runs of one source, in their order (it is ordered as published).
-    Each group with whether it comes from the identity partition."""
+def _groups(
+    checked: list[tuple[Delivery, Checked]], identity_sources: set[str]
+) -> list[tuple[list[Checked], bool]]:
+    """Commit groups in order, each with whether its source is resolved by the identity
+    graph: other sources' messages together per source; identity sources' messages in runs
+    of one source, in their order (the identity partition's order, as published)."""
     by_source: dict[str, list[Checked]] = {}
     runs: list[tuple[list[Checked], bool]] = []
-    for delivery, part in checked:
-        if delivery.partition != IDENTITY_PARTITION:
-            by_source.setdefault(part.source.name, []).append(part)
-        elif runs and runs[-1][0][0].source.name == part.source.name:
+    for _, part in checked:
+        name = part.source.name
+        if name not in identity_sources:
+            by_source.setdefault(name, []).append(part)
+        elif runs and runs[-1][0][0].source.name == name:
             runs[-1][0].append(part)
         else:
             runs.append(([part], True))
