@@ -1,7 +1,8 @@
 """The project the stream-worker tests run: a plain source, identity sources and a roll-up.
 
 - ``orders`` (no identifiers): partitioned by ``customer_id``; one record in 97 has a bad
-  quantity (quarantined).
+  quantity (quarantined). A second view sums them per store: two workers fold the same
+  stores at once, so their writes conflict and are folded again at their turn.
 - ``contacts`` (email, phone, CRM id; the account a person works at): the identity
   partition. Contacts that share a phone merge people known by different emails; a
   household phone on too many records stops linking (a split); later contacts move people
@@ -30,6 +31,7 @@ from crmfs.timestamps import to_micros
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 NOW_US = to_micros(NOW)
 CUSTOMERS = [f"c{n}" for n in range(60)]
+STORES = [f"s{n}" for n in range(5)]
 ACCOUNTS = ["acme", "globex", "initech", "umbrella"]
 
 customer = Entity("customer", join_key="customer_id")
@@ -41,6 +43,7 @@ orders = EventSource(
         "event_id": "string",
         "ts": "timestamp",
         "customer_id": "string",
+        "store_id": "string",
         "qty": "int",
         "price": "float",
     },
@@ -48,6 +51,7 @@ orders = EventSource(
     event_time="ts",
     required=("customer_id",),
 )
+store = Entity("store", join_key="store_id")
 contacts = EventSource(
     "contacts",
     schema={
@@ -82,6 +86,16 @@ orders_view = FeatureView(
         Latest("price", "price"),
     ],
 )
+store_sales = FeatureView(
+    "store_sales",
+    store,
+    orders,
+    [
+        Aggregation("qty", "sum", ["30d"], field="qty"),
+        Aggregation("orders", "count", ["1d", "30d"]),
+        Latest("last_price", "price"),
+    ],
+)
 engagement = FeatureView(
     "engagement",
     person,
@@ -102,8 +116,11 @@ account_engagement = FeatureView(
     ],
     via=works_at,
 )
-VIEWS = {view.name: view for view in (orders_view, engagement, account_engagement)}
-DEFINITIONS = "from tests.workers.crm_project import orders_view, engagement, account_engagement\n"
+VIEWS = {view.name: view for view in (orders_view, store_sales, engagement, account_engagement)}
+DEFINITIONS = (
+    "from tests.workers.crm_project import orders_view, store_sales, engagement,"
+    " account_engagement\n"
+)
 
 Batch = tuple[str, list[dict[str, Any]]]
 
@@ -138,6 +155,7 @@ def batches(seed: int = 11, orders_count: int = 1_500, people: int = 40) -> list
             "event_id": f"o{n}",
             "ts": when(),
             "customer_id": rng.choice(CUSTOMERS),
+            "store_id": rng.choice(STORES),
             "qty": "bad" if n % 97 == 0 else rng.randrange(1, 9),
             "price": round(rng.uniform(1, 100), 2),
         }
@@ -234,6 +252,7 @@ def snapshot(folder: Path) -> dict[str, Any]:
         golden_ids = sorted(set(golden_ids) | set(store.identity_graph.clusters()))
         keys = {
             "orders_view": [{"customer_id": c} for c in CUSTOMERS],
+            "store_sales": [{"store_id": s} for s in STORES],
             "engagement": [{"golden_id": g} for g in golden_ids],
             "account_engagement": [{"account_id": a} for a in ACCOUNTS],
         }

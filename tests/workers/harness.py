@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -120,13 +121,36 @@ def drained(transport: RedisStreamBus) -> bool:
     return not any(transport.backlog().values())
 
 
+def caught_up(project: Path, prefix: str) -> bool:
+    """Whether the online store has applied the whole event log and followed every identity
+    change (read straight from the files and Redis, nothing opened for writing)."""
+    from crmfs.storage.redis_connection import RedisSettings
+    from crmfs.storage.redis_online import RedisOnlineStore
+
+    data = project / "data"
+    log = sqlite3.connect(data / "log" / "log.db")
+    graph = sqlite3.connect(data / "identity.db")
+    online = RedisOnlineStore(RedisSettings(), prefix)
+    try:
+        seq = log.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        change = graph.execute("SELECT max(seq) FROM changes").fetchone()[0]
+        marks = online.watermark().seq, online.identity_mark()
+        return marks == ((seq or [0])[0], change or 0)
+    finally:
+        online.close()
+        graph.close()
+        log.close()
+
+
 def wait_drained(
     transport: RedisStreamBus, workers: Workers, timeout_s: float = 60.0, restart: bool = True
 ) -> None:
-    """Wait until the bus is drained; workers that killed themselves are started again
-    (with their options but the crash point) if ``restart``."""
+    """Wait until the bus is drained and the online store has caught up with the log;
+    workers that killed themselves are started again (with their options but the crash
+    point) if ``restart``."""
     deadline = time.monotonic() + timeout_s
-    while not drained(transport):
+    project, prefix = workers.project, transport.keys.prefix
+    while not drained(transport) or not caught_up(project, prefix):
         if restart:
             for name in workers.reap():
                 workers.restart(name)

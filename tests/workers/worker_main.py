@@ -109,6 +109,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--claim-idle", type=float, default=None)
     parser.add_argument("--max-deliveries", type=int, default=4)
     parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--gap-timeout", type=float, default=0.5)
     parser.add_argument("--crash", default=None)
     parser.add_argument("--cured", action="store_true")
     args = parser.parse_args(argv)
@@ -124,7 +125,11 @@ def main(argv: list[str]) -> None:
         max_deliveries=args.max_deliveries,
     )
     options = WorkerOptions(
-        max_messages=args.batch, block_ms=100, rebalance_every_s=0.2, report_every_s=3600
+        max_messages=args.batch,
+        block_ms=100,
+        rebalance_every_s=0.2,
+        report_every_s=3600,
+        gap_timeout_s=args.gap_timeout,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -133,7 +138,8 @@ def main(argv: list[str]) -> None:
         with open_stream_worker(store, args.name, settings, options) as worker:
             print("ready", flush=True)
             stats = worker.run(stop)
-            print(f"stopped {stats}", flush=True)
+            ordered = worker.committer.ordered
+            print(f"stopped {stats}; refolds {ordered.refolds}, catch-ups {ordered.catch_ups}")
     finally:
         store.close()
 
