@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from crmfs.storage.redis_streams import RedisStreamBus
-from tests.storage.redis_servers import delete_prefix, unique_prefix
+from tests.storage.redis_servers import delete_prefix, require_shared_redis, unique_prefix
 from tests.workers.crm_project import batches, make_project, snapshot
 from tests.workers.harness import Workers, open_transport, publish, wait_drained
 from tests.workers.reference import MESSAGE_ROWS, direct_snapshot
@@ -58,6 +58,7 @@ def test_a_worker_killed_at_a_chosen_point_recovers_exactly(
 
 @pytest.mark.slow
 def test_workers_killed_at_random_moments_recover_exactly(tmp_path: Path) -> None:
+    require_shared_redis()
     seed = int(os.environ.get("CRMFS_WORKER_KILL_SEED", str(time.time_ns() % 1_000_000)))
     rng = random.Random(seed)
     for round_ in range(KILL_ROUNDS):
