@@ -134,6 +134,13 @@ def run_backend_benches(scenario_dir: Path, suffix: str, notes: list[str]) -> li
         traceback.print_exc()
         notes.append(f"Redis bench failed: {type(exc).__name__}: {exc}")
     try:
+        from worker_bench import run_worker_bench
+
+        figures += run_worker_bench(scenario_dir, WORK_DIR / f"workers{suffix}")
+    except Exception as exc:
+        traceback.print_exc()
+        notes.append(f"stream-worker bench failed: {type(exc).__name__}: {exc}")
+    try:
         from spark_bench import run_spark_bench
 
         store_dir = WORK_DIR / f"crmfs{suffix}" / "store"
