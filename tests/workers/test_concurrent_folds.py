@@ -39,8 +39,9 @@ def test_two_workers_folding_the_same_stores_at_once_leave_what_the_direct_path_
     project: Path, transport: RedisStreamBus, workers: Workers
 ) -> None:
     publish(project, [("orders", records) for records in ORDERS], message_rows=15)
-    workers.start("w1", "--batch", "2")
-    workers.start("w2", "--batch", "2")
+    # A pause between each fold and its write: the other worker folds the same stores meanwhile.
+    workers.start("w1", "--batch", "2", "--fold-delay-ms", "15")
+    workers.start("w2", "--batch", "2", "--fold-delay-ms", "15")
     wait_drained(transport, workers, restart=False)
     assert workers.stop_all() == {"w1": 0, "w2": 0}
     refolds = sum(int(n) for n in re.findall(r"refolds (\d+)", workers.output()))

@@ -5,6 +5,8 @@
 process SIGKILL itself right after the N-th time it passes POINT (a real kill at a chosen
 place); records with event id ``poison-crash`` kill it whenever it validates them, records
 with event id ``poison-raise`` make validation raise (unless ``--cured``: a fixed worker).
+``--fold-delay-ms`` waits after each fold outside the commit lock, before the write: the
+other worker then folds meanwhile, on states this write is about to change.
 
 Points: ``fetched`` (messages read, nothing done), ``identity`` (the identity graph
 committed a batch's records, the log not yet), ``append`` (the log committed, the online store
@@ -20,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from typing import Any
 from crmfs.cli.worker_cmd import open_stream_worker
 from crmfs.identity.graph import IdentityGraph
 from crmfs.ingestion.keying import MappedKeys
+from crmfs.ingestion.ordered_apply import OrderedApply
 from crmfs.ingestion.pipeline import IngestionPipeline
 from crmfs.ingestion.stream_worker import WorkerOptions
 from crmfs.runtimes.streaming.processor import StreamProcessor
@@ -100,6 +104,17 @@ def install_poison() -> None:
     IngestionPipeline.check = check  # type: ignore[method-assign]
 
 
+def install_fold_delay(seconds: float) -> None:
+    original = OrderedApply.fold
+
+    def fold(self: OrderedApply, source: str, batch: Any) -> Any:
+        folded = original(self, source, batch)
+        time.sleep(seconds)
+        return folded
+
+    OrderedApply.fold = fold  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("project", type=Path)
@@ -112,12 +127,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--gap-timeout", type=float, default=0.5)
     parser.add_argument("--crash", default=None)
     parser.add_argument("--cured", action="store_true")
+    parser.add_argument("--fold-delay-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.crash:
         point, nth = args.crash.split(":")
         install_crash(point, int(nth))
     if not args.cured:
         install_poison()
+    if args.fold_delay_ms:
+        install_fold_delay(args.fold_delay_ms / 1000)
     settings = StreamSettings(
         partitions=args.partitions,
         lease_s=args.lease,
