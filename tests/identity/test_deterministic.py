@@ -246,3 +246,15 @@ def test_created_is_the_first_records_time_and_id() -> None:
     linker.add(record("a", 9, email="x@y.com"))
     gid = linker.golden_id("a")
     assert linker.created(gid) == (5, "b")
+
+
+def test_a_split_names_the_ids_it_creates_in_order() -> None:
+    """The parts of a split come out of sets; the ids they take are listed sorted, so the
+    audit trail is the same whatever the hash seed."""
+    linker = DeterministicLinker(max_records_per_key=4)
+    for n, name in enumerate(("zed", "amy", "kim", "bob")):
+        linker.add(record(name, 10 + n, email=f"{name}@x.com", phone="+1555"))
+    changes = linker.add(record("lee", 30, email="lee@x.com", phone="+1555"))  # 5th holder
+    (split,) = [c for c in changes if c.kind is ChangeKind.SPLIT]
+    assert len(split.created) == 3
+    assert list(split.created) == sorted(split.created)

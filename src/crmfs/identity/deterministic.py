@@ -393,6 +393,8 @@ class DeterministicLinker:
             for member in part:
                 self._cluster_of[member] = new_id
             created.append(new_id)
+        # In id order: the parts come out of sets, whose order changes with the hash seed.
+        created.sort()
         return [ClusterChange(ChangeKind.SPLIT, gid, created=tuple(created), reason=reason)]
 
     def _components(self, records: set[str]) -> list[set[str]]:
