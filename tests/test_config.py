@@ -122,6 +122,14 @@ def test_a_valid_project_loads(tmp_path: Path) -> None:
             ["identity.writers 'all' must be take_turns or one"],
         ),
         (
+            "project: shop\nevent_bus: {type: kafka}\n",
+            ["event_bus.type 'kafka' is unknown", "embedded, redis_streams"],
+        ),
+        (
+            "project: shop\nevent_bus: {type: redis_streams, partitions: 0}\n",
+            ["event_bus.partitions 0 must be a positive integer"],
+        ),
+        (
             "project: shop\nbatch_engine: {type: spark, driver_memory: lots}\n",
             ["batch_engine.driver_memory 'lots' must be a JVM memory size"],
         ),

@@ -33,6 +33,7 @@ class ProjectConfig:
     registry: RegistryConfig = field(default_factory=lambda: SqliteRegistryConfig())
     batch_engine: dict[str, Any] = field(default_factory=lambda: {"type": "duckdb"})
     identity: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
+    event_bus: dict[str, Any] = field(default_factory=lambda: {"type": "embedded"})
     compaction_grace_s: int | None = None  # event_log.compaction_grace; None: the log's default
 
     @classmethod
@@ -68,6 +69,7 @@ class ProjectConfig:
             registry=_typed(path, "registry", raw.get("registry"), REGISTRIES),
             batch_engine=_adapter(path, "batch_engine", raw.get("batch_engine"), BATCH_ENGINES),
             identity=_adapter(path, "identity", raw.get("identity"), IDENTITY_GRAPHS),
+            event_bus=_adapter(path, "event_bus", raw.get("event_bus"), EVENT_BUSES),
             compaction_grace_s=_event_log(path, raw.get("event_log")),
         )
 
@@ -81,6 +83,7 @@ _KEYS = (
     "batch_engine",
     "event_log",
     "identity",
+    "event_bus",
 )
 
 
@@ -389,6 +392,21 @@ IDENTITY_GRAPHS: dict[str, dict[str, OptionCheck]] = {
         "timeout_s": _positive_int,
         "wait_s": _wait_seconds,
         "writers": _writer_mode,
+    },
+}
+EVENT_BUSES: dict[str, dict[str, OptionCheck]] = {
+    "embedded": {},
+    "redis_streams": {
+        "url": _redis_url,
+        "password_env": _env_name,
+        "key_prefix": _key_prefix,
+        "partitions": _positive_int,
+        "max_backlog": _count,
+        "block": _boolean,
+        "publish_timeout_s": _seconds,
+        "lease_s": _seconds,
+        "claim_idle_s": _wait_seconds,
+        "max_deliveries": _positive_int,
     },
 }
 BATCH_ENGINES: dict[str, dict[str, OptionCheck]] = {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ from crmfs.identity.graph import IntervalAxis
 from crmfs.identity.graph_backends import open_identity_graph
 from crmfs.identity.lookup import IdentifierLookup, identifier_kind
 from crmfs.identity.service import DEFAULT_REVIEW_THRESHOLD, IdentityService
+from crmfs.ingestion.commit_lock import LOCK_FILE, CommitLock
 from crmfs.ingestion.identity import GraphIdentity
 from crmfs.ingestion.keying import MappedKeys
 from crmfs.ingestion.pipeline import IngestionPipeline, IngestReport
@@ -106,6 +109,8 @@ class FeatureStore:
             review_threshold=identity_options.get("review_threshold", DEFAULT_REVIEW_THRESHOLD),
             policy=_link_policy(identity_options),
         )
+        self._commit_lock = _commit_lock(self.log.root)
+        self._commit_depth = threading.local()
         self._plans: dict[str, ViewPlan] | None = None
         self._requests: dict[str | tuple[str, ...], list[tuple[FeatureRequest, list[str]]]] = {}
         self._pipeline: IngestionPipeline | None = None
@@ -201,7 +206,8 @@ class FeatureStore:
     def follow_identity(self) -> int:
         """Apply identity and relation changes (merges, splits, new parents) the online
         states have not followed."""
-        return self.mapped_keys.follow()
+        with self._committing():
+            return self.mapped_keys.follow()
 
     def _worker_online(self) -> Callable[[], OnlineStore] | None:
         """How a fold worker opens the online store; None folds on one core only."""
@@ -227,8 +233,25 @@ class FeatureStore:
 
     def ingest(self, source: str, records: Records, *, now: datetime | None = None) -> IngestReport:
         """Validate, log and apply a batch; returns when it is durable and visible online."""
-        self.catch_up()
-        return self.pipeline.ingest(source, records, None if now is None else to_micros(now))
+        with self._committing():
+            self.catch_up()
+            return self.pipeline.ingest(source, records, None if now is None else to_micros(now))
+
+    @contextmanager
+    def _committing(self) -> Iterator[None]:
+        """Hold the project's commit lock (``ingestion.commit_lock``), as stream workers do
+        for their commits, so a direct ingest or an operator's identity change in this
+        process never interleaves with theirs. Re-entrant within a thread."""
+        depth = getattr(self._commit_depth, "n", 0)
+        if depth == 0 and self._commit_lock is not None:
+            self._commit_lock.acquire()
+        self._commit_depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._commit_depth.n = depth
+            if depth == 0 and self._commit_lock is not None:
+                self._commit_lock.release()
 
     def ingest_file(
         self,
@@ -240,14 +263,16 @@ class FeatureStore:
     ) -> IngestReport:
         """Ingest a CSV, JSON-lines or Parquet file chunk by chunk (each chunk is acknowledged)."""
         pipeline = self.pipeline
-        self.catch_up()
+        with self._committing():
+            self.catch_up()
         total = IngestReport(source=source)
         for chunk in read_file(Path(path), pipeline.source(source), chunk_rows):
             bad = [
                 Rejected(None, f"line {n}: {problem}", {"line": text})
                 for n, text, problem in chunk.bad_lines
             ]
-            report = pipeline.ingest(source, chunk.table, extra_rejected=bad)
+            with self._committing():
+                report = pipeline.ingest(source, chunk.table, extra_rejected=bad)
             total.add(report)
             if progress is not None:
                 progress(chunk, total)
@@ -502,6 +527,17 @@ class FeatureStore:
         self.log.close()
         self.online.close()
         self.registry.close()
+        if self._commit_lock is not None:
+            self._commit_lock.close()
+
+
+def _commit_lock(log_root: Path) -> CommitLock | None:
+    """The project's commit lock; None where file locks are not POSIX (no stream workers
+    run there either)."""
+    try:
+        return CommitLock(log_root / LOCK_FILE)
+    except ConfigError:
+        return None
 
 
 def _link_policy(options: Mapping[str, Any]) -> LinkPolicy | None:

@@ -29,7 +29,7 @@ from rich.table import Table
 from crmfs.errors import ConfigError
 
 if TYPE_CHECKING:
-    from crmfs.ingestion.bus import StreamBus
+    from crmfs.ingestion.bus import EventBus, StreamBus
     from crmfs.ingestion.stream_worker import StreamWorker, WorkerOptions
     from crmfs.storage.redis_connection import RedisSettings
     from crmfs.storage.redis_streams import RedisStreamBus, StreamSettings
@@ -49,19 +49,29 @@ PasswordEnv = Annotated[
     str | None, typer.Option(help="Environment variable holding the bus Redis's password")
 ]
 Prefix = Annotated[str | None, typer.Option(help="Key prefix (default: the online store's)")]
-Partitions = Annotated[int, typer.Option(help="Entity partitions of the bus (fixed once used)")]
+Partitions = Annotated[
+    int | None,
+    typer.Option(help="Entity partitions of the bus, fixed once used (default: crmfs.yaml's, 8)"),
+]
+# The StreamSettings that crmfs.yaml's event_bus section may set.
+_SETTINGS = (
+    "partitions", "max_backlog", "block", "publish_timeout_s", "lease_s", "claim_idle_s",
+    "max_deliveries",
+)  # fmt: skip
 
 
 def bus_connection(
     store: FeatureStore, url: str | None = None, password_env: str | None = None
 ) -> RedisSettings:
-    """Where the project's bus is: ``url``, else ``CRMFS_BUS_URL``, else the online store's
-    Redis (with its password), else the local default."""
+    """Where the project's bus is: ``url``, else crmfs.yaml's ``event_bus.url``, else
+    ``CRMFS_BUS_URL``, else the online store's Redis (with its password), else the local
+    default."""
     from crmfs.storage.redis_connection import RedisSettings
 
-    online = store.config.online_store
+    online, bus = store.config.online_store, store.config.event_bus
     online_url = getattr(online, "url", None)
-    url = url or os.environ.get("CRMFS_BUS_URL") or online_url or DEFAULT_URL
+    url = url or bus.get("url") or os.environ.get("CRMFS_BUS_URL") or online_url or DEFAULT_URL
+    password_env = password_env or bus.get("password_env")
     if password_env is None and url == online_url:
         password_env = getattr(online, "password_env", None)
     password = None
@@ -75,7 +85,33 @@ def bus_connection(
 
 
 def bus_prefix(store: FeatureStore, prefix: str | None = None) -> str:
-    return prefix or getattr(store.config.online_store, "key_prefix", None) or store.config.project
+    return (
+        prefix
+        or store.config.event_bus.get("key_prefix")
+        or getattr(store.config.online_store, "key_prefix", None)
+        or store.config.project
+    )
+
+
+def stream_settings(store: FeatureStore, **given: Any) -> StreamSettings:
+    """The bus's settings: crmfs.yaml's ``event_bus`` section, then ``given`` (those not
+    None: command-line options)."""
+    from crmfs.storage.redis_streams import StreamSettings
+
+    options = {k: v for k, v in store.config.event_bus.items() if k in _SETTINGS}
+    options.update((k, v) for k, v in given.items() if v is not None)
+    return StreamSettings(**options)
+
+
+def open_event_bus(store: FeatureStore) -> tuple[EventBus, Callable[[], None]]:
+    """The bus crmfs.yaml's ``event_bus`` names, to publish to, and how to close it:
+    ``embedded`` (the default) ingests directly, ``redis_streams`` publishes for workers."""
+    if store.config.event_bus.get("type", "embedded") == "embedded":
+        from crmfs.ingestion.bus import EmbeddedBus
+
+        return EmbeddedBus(store.ingest), lambda: None
+    bus, transport = open_stream_bus(store)
+    return bus, transport.close
 
 
 def open_stream_bus(
@@ -87,10 +123,10 @@ def open_stream_bus(
 ) -> tuple[StreamBus, RedisStreamBus]:
     """A publisher of the project's records (``StreamBus``) and the bus under it (close it)."""
     from crmfs.ingestion.bus import DEFAULT_MESSAGE_ROWS, StreamBus
-    from crmfs.storage.redis_streams import RedisStreamBus, StreamSettings
+    from crmfs.storage.redis_streams import RedisStreamBus
 
     transport = RedisStreamBus(
-        bus_connection(store, url), bus_prefix(store, prefix), settings or StreamSettings()
+        bus_connection(store, url), bus_prefix(store, prefix), settings or stream_settings(store)
     )
     return StreamBus(store.catalog, transport, message_rows or DEFAULT_MESSAGE_ROWS), transport
 
@@ -114,10 +150,10 @@ def open_stream_worker(
     from crmfs.ingestion.commit_lock import LOCK_FILE, CommitLock
     from crmfs.ingestion.stream_worker import StreamWorker
     from crmfs.storage.redis_stream_consumer import RedisStreamConsumer
-    from crmfs.storage.redis_streams import RedisStreamBus, StreamSettings
+    from crmfs.storage.redis_streams import RedisStreamBus
 
     transport = RedisStreamBus(
-        bus_connection(store, url), bus_prefix(store, prefix), settings or StreamSettings()
+        bus_connection(store, url), bus_prefix(store, prefix), settings or stream_settings(store)
     )
     lock = CommitLock(store.log.root / LOCK_FILE)
     if not parallel_fold:
@@ -150,18 +186,22 @@ def worker(
     redis_url: Url = None,
     password_env: PasswordEnv = None,
     key_prefix: Prefix = None,
-    partitions: Partitions = 8,
+    partitions: Partitions = None,
     consumer: Annotated[
         str | None,
         typer.Option(help="Consumer name, unique among live workers (default: host-pid)"),
     ] = None,
     batch: Annotated[int, typer.Option(help="Messages fetched at most per round")] = 64,
     block_ms: Annotated[int, typer.Option(help="How long a read waits for new messages")] = 500,
-    lease: Annotated[float, typer.Option(help="Seconds a dead worker keeps its partitions")] = 10.0,
+    lease: Annotated[
+        float | None, typer.Option(help="Seconds a dead worker keeps its partitions (10)")
+    ] = None,
     claim_idle: Annotated[
         float | None, typer.Option(help="Seconds a message must be idle to be taken over")
     ] = None,
-    max_deliveries: Annotated[int, typer.Option(help="Deliveries before a dead letter")] = 5,
+    max_deliveries: Annotated[
+        int | None, typer.Option(help="Deliveries before a dead letter (5)")
+    ] = None,
     gap_timeout: Annotated[
         float, typer.Option(help="Seconds a stuck online watermark waits before a catch-up")
     ] = 5.0,
@@ -173,12 +213,8 @@ def worker(
     """Run a stream worker: consume this project's event bus (Redis Streams), validate,
     resolve identity, log and apply online; stop cleanly on SIGTERM or Ctrl-C."""
     from crmfs.ingestion.stream_worker import WorkerOptions
-    from crmfs.storage.redis_streams import StreamSettings
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    settings = StreamSettings(
-        partitions=partitions, lease_s=lease, claim_idle_s=claim_idle, max_deliveries=max_deliveries
-    )
     options = WorkerOptions(
         max_messages=batch,
         block_ms=block_ms,
@@ -190,6 +226,13 @@ def worker(
         signal.signal(signum, lambda *_: stop.set())
     store = _store(repo)
     try:
+        settings = stream_settings(
+            store,
+            partitions=partitions,
+            lease_s=lease,
+            claim_idle_s=claim_idle,
+            max_deliveries=max_deliveries,
+        )
         with open_stream_worker(
             store, consumer, settings, options, redis_url, key_prefix, _line, parallel_fold
         ) as running:
@@ -203,13 +246,15 @@ def _line(text: str) -> None:
 
 
 @contextmanager
-def _bus(repo: Path, url: str | None, prefix: str | None, partitions: int) -> Iterator[Any]:
-    from crmfs.storage.redis_streams import RedisStreamBus, StreamSettings
+def _bus(repo: Path, url: str | None, prefix: str | None, partitions: int | None) -> Iterator[Any]:
+    from crmfs.storage.redis_streams import RedisStreamBus
 
     store = _store(repo)
     try:
         transport = RedisStreamBus(
-            bus_connection(store, url), bus_prefix(store, prefix), StreamSettings(partitions)
+            bus_connection(store, url),
+            bus_prefix(store, prefix),
+            stream_settings(store, partitions=partitions),
         )
         try:
             yield transport
@@ -224,7 +269,7 @@ def status(
     repo: Repo = Path("."),
     redis_url: Url = None,
     key_prefix: Prefix = None,
-    partitions: Partitions = 8,
+    partitions: Partitions = None,
 ) -> None:
     """Each partition's backlog and the messages each worker holds unacknowledged."""
     with _bus(repo, redis_url, key_prefix, partitions) as transport:
@@ -243,7 +288,7 @@ def dead_letters(
     repo: Repo = Path("."),
     redis_url: Url = None,
     key_prefix: Prefix = None,
-    partitions: Partitions = 8,
+    partitions: Partitions = None,
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 20,
 ) -> None:
     """Messages the workers could not process, with the reason."""
@@ -268,7 +313,7 @@ def requeue(
     repo: Repo = Path("."),
     redis_url: Url = None,
     key_prefix: Prefix = None,
-    partitions: Partitions = 8,
+    partitions: Partitions = None,
     ids: Annotated[list[str] | None, typer.Argument(help="Dead ids (default: all)")] = None,
 ) -> None:
     """Publish dead letters again (after a fix), removing them from the dead letters."""
