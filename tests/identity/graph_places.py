@@ -10,8 +10,7 @@ from typing import Any
 
 from crmfs.identity.graph import IdentityGraph
 from crmfs.identity.graph_backends import open_identity_graph
-
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.postgres import PG_DSN
 
 
 @dataclass(frozen=True)

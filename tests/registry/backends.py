@@ -9,8 +9,7 @@ from typing import Any
 from crmfs.registry.postgres_registry import PostgresRegistry
 from crmfs.registry.sql_registry import SqlRegistry
 from crmfs.registry.sqlite_registry import SqliteRegistry
-
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.postgres import PG_DSN
 
 
 @dataclass(frozen=True)

@@ -10,24 +10,15 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
-from tests.registry.backends import PG_DSN, Registries, RegistryAt
+from tests.postgres import PG_DSN, drop_schemas, require_postgres
+from tests.registry.backends import Registries, RegistryAt
 
 
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {PG_DSN}: {exc}\n"
-            "the registry tests need it: start it with `make services`",
-            pytrace=False,
-        )
-    return PG_DSN
+    return require_postgres(PG_DSN, "the registry tests")
 
 
 @pytest.fixture
@@ -35,8 +26,7 @@ def pg_schema(pg_dsn: str) -> Iterator[str]:
     """A fresh schema name; the schema (if a test made it) is dropped afterwards."""
     schema = f"crmfs_test-{secrets.token_hex(4)}"  # the dash needs quoting
     yield schema
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    drop_schemas(pg_dsn, [schema])
 
 
 @pytest.fixture
