@@ -99,14 +99,20 @@ def test_a_probabilistic_link_is_explained_and_can_be_undone(
     graph = IdentityGraph(tmp_path / "identity.db", _clock)
     graph.add_all(records)
     graph.fit_matcher()
-    linker = graph.linker
-    joined = next(
-        members
-        for members in graph.clusters().values()
-        if len({linker.golden_id(r) for r in members}) > 1
+    linker, layer = graph.linker, graph.layer
+    assert layer is not None
+
+    def named(record: str) -> bool:
+        return bool(layer.columns(record)["first"] and layer.columns(record)["last"])
+
+    # Two records of different deterministic clusters the layer joined, both named.
+    a, b = next(
+        (a, b)
+        for _, members in sorted(graph.clusters().items())
+        for a in sorted(members)
+        for b in sorted(members)
+        if a < b and linker.golden_id(a) != linker.golden_id(b) and named(a) and named(b)
     )
-    a = min(joined)
-    b = next(r for r in sorted(joined) if linker.golden_id(r) != linker.golden_id(a))
     probability, contributions = graph.link_evidence(a, b)
     assert contributions
     assert set(contributions) >= {"first", "last"}
