@@ -117,17 +117,9 @@ def _text(path: Path, key: str, value: object) -> str:
 def _adapter(
     path: Path, key: str, value: object, valid: Mapping[str, Mapping[str, OptionCheck]]
 ) -> dict[str, Any]:
-    names = ", ".join(valid)
     if value is None:
         return {"type": next(iter(valid))}
-    if not isinstance(value, dict) or "type" not in value:
-        raise ConfigError(
-            f"{path}: '{key}' must be a mapping with a 'type' (one of: {names}),"
-            f" e.g. {key}: {{type: {next(iter(valid))}}}; got {value!r}"
-        )
-    kind = value["type"]
-    if not isinstance(kind, str) or kind not in valid:
-        raise ConfigError(f"{path}: {key}.type {kind!r} is unknown; valid types: {names}")
+    kind, value = _chosen_type(path, key, value, valid)
     options = valid[kind]
     for option, setting in value.items():
         if option == "type":
@@ -138,11 +130,37 @@ def _adapter(
             raise ConfigError(
                 f"{path}: {key}.{option} is not an option of {kind!r}; its options: {known}"
             )
-        problem = check(setting)
-        if problem:
-            shown = "(value not shown)" if option in _MAY_HOLD_SECRETS else repr(setting)
-            raise ConfigError(f"{path}: {key}.{option} {shown} {problem}")
+        _refuse_bad_value(
+            path, f"{key}.{option}", setting, check(setting), option in _MAY_HOLD_SECRETS
+        )
     return dict(value)
+
+
+def _chosen_type(
+    path: Path, key: str, value: object, valid: Mapping[str, object]
+) -> tuple[str, dict[str, Any]]:
+    """The ``type`` a backend section (``{type: ..., option: ...}``) chooses, one of
+    ``valid``'s, and the section; else an error listing them."""
+    names = ", ".join(valid)
+    if not isinstance(value, dict) or "type" not in value:
+        raise ConfigError(
+            f"{path}: '{key}' must be a mapping with a 'type' (one of: {names}),"
+            f" e.g. {key}: {{type: {next(iter(valid))}}}; got {value!r}"
+        )
+    kind = value["type"]
+    if not isinstance(kind, str) or kind not in valid:
+        raise ConfigError(f"{path}: {key}.type {kind!r} is unknown; valid types: {names}")
+    return kind, value
+
+
+def _refuse_bad_value(
+    path: Path, where: str, setting: object, problem: str | None, secret: bool
+) -> None:
+    """An option's check failed (``problem``): an error naming it, without the value where
+    it may hold a secret."""
+    if problem:
+        shown = "(value not shown)" if secret else repr(setting)
+        raise ConfigError(f"{path}: {where} {shown} {problem}")
 
 
 OptionCheck = Callable[[object], str | None]
@@ -338,17 +356,9 @@ REGISTRIES: dict[str, type[RegistryConfig]] = {
 def _typed(path: Path, key: str, value: object, valid: Mapping[str, type[Any]]) -> Any:
     """The typed configuration of the backend ``value`` (``{type: ..., option: ...}``) names,
     each option checked; an error names the key and lists the valid types or options."""
-    names = ", ".join(valid)
     if value is None:
         return next(iter(valid.values()))()
-    if not isinstance(value, dict) or "type" not in value:
-        raise ConfigError(
-            f"{path}: '{key}' must be a mapping with a 'type' (one of: {names}),"
-            f" e.g. {key}: {{type: {next(iter(valid))}}}; got {value!r}"
-        )
-    kind = value["type"]
-    if not isinstance(kind, str) or kind not in valid:
-        raise ConfigError(f"{path}: {key}.type {kind!r} is unknown; valid types: {names}")
+    kind, value = _chosen_type(path, key, value, valid)
     options = {option.name: option for option in dataclasses.fields(valid[kind])}
     known = ", ".join(options) or "none"
     for option, setting in value.items():
@@ -360,12 +370,11 @@ def _typed(path: Path, key: str, value: object, valid: Mapping[str, type[Any]]) 
                 f"{path}: {key}.{option} is not an option of {kind!r}; its options: {known}{hint}"
             )
         metadata = options[option].metadata
-        problem = metadata["check"](setting)
-        if problem:
-            shown = "(value not shown)" if metadata["secret"] else repr(setting)
-            raise ConfigError(f"{path}: {key}.{option} {shown} {problem}")
-    for name, option in options.items():
-        if name not in value and option.default is dataclasses.MISSING:
+        _refuse_bad_value(
+            path, f"{key}.{option}", setting, metadata["check"](setting), metadata["secret"]
+        )
+    for name, spec in options.items():
+        if name not in value and spec.default is dataclasses.MISSING:
             raise ConfigError(
                 f"{path}: {key}.{name} is required for type {kind!r}; its options: {known}"
             )
