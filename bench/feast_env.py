@@ -91,6 +91,13 @@ def ensure_feast_venv(path: Path = DEFAULT_VENV) -> Path:
     return python
 
 
+def feast_child_env() -> dict[str, str]:
+    """Our environment for a process of the Feast venv, isolated from the project venv: a
+    PYTHONPATH pointing at crmfs' site-packages would let it import pandas 3 over Feast's
+    pandas 2."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 def run_feast_bench(
     scenario_dir: Path, work_dir: Path, venv_path: Path = DEFAULT_VENV
 ) -> list[dict[str, Any]]:
@@ -102,9 +109,7 @@ def run_feast_bench(
     python = ensure_feast_venv(venv_path)
     script = BENCH_DIR / "feast_bench.py"
     cmd = [str(python), str(script), str(Path(scenario_dir).resolve()), str(Path(work_dir))]
-    # Isolate the child from the project venv: a PYTHONPATH pointing at crmfs' site-packages
-    # would let it import pandas 3 over Feast's pandas 2.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = feast_child_env()
     try:
         proc = subprocess.run(
             cmd,

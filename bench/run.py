@@ -6,6 +6,9 @@ Usage::
     python bench/run.py --skip-feast  # crmfs only
     python bench/run.py --quick       # smoke run: 100k events, 10k customers
 
+The HTTP serving bench (``http_bench.py``: crmfs's feature server and Feast's, one client) runs
+last; with ``--skip-feast`` it measures crmfs's server only.
+
 The scenario is written once into ``bench/.work/scenario`` (``bench/.work/scenario-quick`` for
 ``--quick``) and reused. A Feast failure (no network to install it, a crash) becomes a note under
 the table, never a failed run. The figures (crmfs, then ``feast_`` ones) are written as one JSON
@@ -59,6 +62,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "redis_online_batch100_rows_per_s": (">=", 80_000),
     "redis_materialize_1m_s": ("<=", 4),
     "worker_events_per_s_1": (">=", 30_000),
+    "http_single_p99_ms": ("<=", 2),
+    "http_rps_2cores": (">=", 3_000),
+    "http_batch100_p99_ms": ("<=", 10),
 }
 QUICK = {"customers": 10_000, "events": 100_000}
 
@@ -151,6 +157,25 @@ def run_backend_benches(scenario_dir: Path, suffix: str, notes: list[str]) -> li
     return figures
 
 
+def run_http_benches(
+    scenario_dir: Path, suffix: str, notes: list[str], feast: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The HTTP feature servers' figures, (crmfs's, Feast's): both are measured in one bench
+    (same data, same client), after the Feast side so its venv exists."""
+    start = time.perf_counter()
+    try:
+        from http_bench import run_http_bench
+
+        figures = run_http_bench(scenario_dir, WORK_DIR / f"http{suffix}", notes, feast=feast)
+    except Exception as exc:
+        traceback.print_exc()
+        notes.append(f"HTTP bench failed: {type(exc).__name__}: {exc}")
+        figures = []
+    notes.append(f"HTTP serving bench took {time.perf_counter() - start:.0f} s")
+    theirs = [f for f in figures if f["name"].startswith("feast_")]
+    return [f for f in figures if not f["name"].startswith("feast_")], theirs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-feast", action="store_true", help="run the crmfs side only")
@@ -197,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             notes.append(f"Feast bench failed: {type(exc).__name__}: {exc}")
         notes.append(f"Feast side took {time.perf_counter() - start:.0f} s")
+
+    ours, theirs = run_http_benches(scenario_dir, suffix, notes, feast=not args.skip_feast)
+    crmfs += ours
+    feast += theirs
 
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
