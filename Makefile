@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev,redis,postgres,spark]'
+	$(BIN)/pip install --quiet -e '.[dev,redis,postgres,spark,server]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -35,6 +35,7 @@ class ProjectConfig:
     identity: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
     event_bus: dict[str, Any] = field(default_factory=lambda: {"type": "embedded"})
     compaction_grace_s: int | None = None  # event_log.compaction_grace; None: the log's default
+    server: dict[str, Any] = field(default_factory=dict)  # checked by crmfs.api.settings
 
     @classmethod
     def load(cls, root: Path) -> ProjectConfig:
@@ -71,6 +72,7 @@ class ProjectConfig:
             identity=_adapter(path, "identity", raw.get("identity"), IDENTITY_GRAPHS),
             event_bus=_adapter(path, "event_bus", raw.get("event_bus"), EVENT_BUSES),
             compaction_grace_s=_event_log(path, raw.get("event_log")),
+            server=_section(path, "server", raw.get("server")),
         )
 
 
@@ -84,7 +86,16 @@ _KEYS = (
     "event_log",
     "identity",
     "event_bus",
+    "server",
 )
+
+
+def _section(path: Path, key: str, value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {key!r} must be a mapping, got {type(value).__name__}")
+    return value
 
 
 def _event_log(path: Path, value: object) -> int | None:

@@ -67,7 +67,7 @@ class IngestError(CrmfsError):
 
 
 class EntityDataError(CrmfsError):
-    """The entity dataframe of a training-set request is malformed."""
+    """Entity rows (of a training set or an online read) are malformed."""
 
 
 class StorageError(CrmfsError):
@@ -130,3 +130,11 @@ class BusFull(IngestError):
             f" of {bound:,}{waited}: the stream workers are behind (start more, or check that"
             " they run); nothing of this publish was written, retry it later"
         )
+
+
+class Unauthenticated(CrmfsError):
+    """A request to the feature server has no valid API key (HTTP 401)."""
+
+
+class Forbidden(CrmfsError):
+    """The caller's roles do not allow what it asked (HTTP 403)."""

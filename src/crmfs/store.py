@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +24,7 @@ from crmfs.backends import (
 )
 from crmfs.config import ProjectConfig, load_definitions
 from crmfs.definitions import Catalog, FeatureService, IdentifierKind, fingerprint
-from crmfs.errors import ConfigError, FeatureNotFound, NotApplied, RegistryError
+from crmfs.errors import ConfigError, EntityDataError, FeatureNotFound, NotApplied, RegistryError
 from crmfs.identity.clustering import LinkPolicy
 from crmfs.identity.graph import IntervalAxis
 from crmfs.identity.graph_backends import open_identity_graph
@@ -38,12 +39,17 @@ from crmfs.parity import ParityReport, live_parity, replay_parity
 from crmfs.registry.changes import Change, ChangeKind
 from crmfs.runtimes.batch.engine import PitStrategy, keyed_by_mapping
 from crmfs.runtimes.streaming.processor import StreamProcessor
-from crmfs.serving.online import FeatureRequest, OnlineResponse, feature_request, read_online
+from crmfs.serving.contract import enforce
+from crmfs.serving.online import OnlineResponse, ViewReader, read_online
+from crmfs.serving.selection import CompiledSelection, compile_selection
 from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
 from crmfs.storage.ports import EntityKey, OnlineStore, WatermarkMoved
-from crmfs.timestamps import now_micros, to_micros
+from crmfs.timestamps import MICROS_PER_SECOND, from_micros, now_micros, to_micros
 from crmfs.training import TIMESTAMP_COLUMN, TrainingSet, entity_table, historical_features
 from crmfs.transform.plan import ViewPlan, online_table, plan_view
+
+if TYPE_CHECKING:
+    from crmfs.serving.cache import CachedReads
 
 Clock = Callable[[], int]
 FeatureSelection = Sequence[str] | str | FeatureService
@@ -112,7 +118,8 @@ class FeatureStore:
         self._commit_lock = _commit_lock(self.log.root)
         self._commit_depth = threading.local()
         self._plans: dict[str, ViewPlan] | None = None
-        self._requests: dict[str | tuple[str, ...], list[tuple[FeatureRequest, list[str]]]] = {}
+        self._requests: dict[str | tuple[str, ...], CompiledSelection] = {}
+        self.reader: ViewReader = self.online  # or a cache in front of it
         self._pipeline: IngestionPipeline | None = None
         self._mapped_keys: MappedKeys | None = None
 
@@ -231,11 +238,21 @@ class FeatureStore:
 
     # -- ingestion -------------------------------------------------------------------
 
-    def ingest(self, source: str, records: Records, *, now: datetime | None = None) -> IngestReport:
-        """Validate, log and apply a batch; returns when it is durable and visible online."""
+    def ingest(
+        self,
+        source: str,
+        records: Records,
+        *,
+        now: datetime | None = None,
+        rejected: Sequence[Rejected] = (),
+    ) -> IngestReport:
+        """Validate, log and apply a batch; returns when it is durable and visible online.
+
+        ``rejected``: records the caller could not even parse, quarantined with the batch."""
+        at = None if now is None else to_micros(now)
         with self._committing():
             self.catch_up()
-            return self.pipeline.ingest(source, records, None if now is None else to_micros(now))
+            return self.pipeline.ingest(source, records, at, list(rejected) or None)
 
     @contextmanager
     def _committing(self) -> Iterator[None]:
@@ -290,19 +307,22 @@ class FeatureStore:
 
     # -- reads -----------------------------------------------------------------------
 
+    def _selection(self, features: FeatureSelection) -> tuple[list[str], FeatureService | None]:
+        """The references of a selection, and the service it names (if any)."""
+        if isinstance(features, FeatureService):
+            return features.feature_refs(), features
+        if isinstance(features, str):
+            service = self.catalog.services.get(features)
+            if service is None:
+                raise FeatureNotFound(features, sorted(self.catalog.services))
+            return service.feature_refs(), service
+        return list(features), None
+
     def resolve_features(
         self, features: FeatureSelection
     ) -> list[tuple[ViewPlan, list[str], list[str]]]:
         """Group feature references by view: (plan, feature names, labels as requested)."""
-        if isinstance(features, FeatureService):
-            refs = features.feature_refs()
-        elif isinstance(features, str):
-            service = self.catalog.services.get(features)
-            if service is None:
-                raise FeatureNotFound(features, sorted(self.catalog.services))
-            refs = service.feature_refs()
-        else:
-            refs = list(features)
+        refs, _ = self._selection(features)
         plans = self.plans()
         grouped: dict[str, tuple[ViewPlan, list[str], list[str]]] = {}
         for ref in refs:
@@ -321,11 +341,20 @@ class FeatureStore:
         entity_rows: Sequence[Mapping[str, Any]],
         *,
         now: datetime | None = None,
+        max_age_s: float | None = None,
+        offline_fallback: bool = True,
     ) -> OnlineResponse:
-        """Features of each entity row now (or at ``now``), each with its status and age."""
+        """Features of each entity row now (or at ``now``), each with its status and age.
+
+        The views' fallback chains serve stale or missing values, ``max_age_s`` bounds the
+        age of what is served as fresh, and a feature service gated by consent withholds
+        personal values of people without it (``serving.contract``). ``offline_fallback``
+        False skips the chains' offline steps (they query the event log).
+        """
         rows = [dict(row) for row in entity_rows]
+        selection = self.online_selection(features)
         requests, keys, labels = [], [], []
-        for request, refs in self._online_requests(features):
+        for request, refs in selection.requests:
             plan = request.plan
             join_key = plan.view.entity.join_key
             if plan.view.entity.identity and any(join_key not in row for row in rows):
@@ -334,13 +363,52 @@ class FeatureStore:
                 as_key = _key_type(plan)
                 keys.append([as_key(row[join_key]) for row in rows])
             except KeyError:
-                raise ConfigError(
+                raise EntityDataError(
                     f"entity row lacks {join_key!r}, needed by feature view {plan.view.name!r}"
+                ) from None
+            except (TypeError, ValueError):
+                raise EntityDataError(
+                    f"entity row's {join_key!r} is not a {plan.view.entity.dtype} key"
                 ) from None
             requests.append(request)
             labels.append(refs)
         at = self.clock() if now is None else to_micros(now)
-        return read_online(self.online, requests, keys, rows, labels, at)
+        response = read_online(self.reader, requests, keys, rows, labels, at)
+        offline = partial(self._offline_values, rows, at) if offline_fallback else None
+        lag = partial(self._log_age_s, at)
+        enforce(response, selection.contract, max_age_s, offline, lag)
+        if selection.hidden:
+            response.drop(selection.hidden)
+        return response
+
+    def use_read_cache(self, max_entries: int = 100_000, ttl_s: float = 1.0) -> CachedReads:
+        """Serve online reads through an in-process cache that the online store's writes
+        invalidate (``serving.cache``); returns it (hit counts, ``close``)."""
+        from crmfs.serving.cache import CachedReads
+
+        cache = CachedReads(self.online, max_entries=max_entries, ttl_s=ttl_s)
+        self.reader = cache
+        return cache
+
+    def _offline_values(
+        self, rows: list[dict[str, Any]], at: int, refs: Sequence[str], positions: Sequence[int]
+    ) -> dict[str, list[object]]:
+        """``refs`` at time ``at`` for the rows at ``positions``, from the event log."""
+        keys = sorted({key for i in positions for key in rows[i]})
+        columns: dict[str, list[Any]] = {k: [rows[i].get(k) for i in positions] for k in keys}
+        columns[TIMESTAMP_COLUMN] = [from_micros(at)] * len(positions)
+        table = self.get_historical_features(
+            pa.table(columns), list(refs), full_feature_names=True
+        ).table
+        out: dict[str, list[object]] = {}
+        for ref in refs:
+            view, name = self.catalog.resolve(ref)
+            out[ref] = table.column(f"{view.name}__{name}").to_pylist()
+        return out
+
+    def _log_age_s(self, at: int) -> float:
+        """How old the newest logged event is (the age of an offline value)."""
+        return max(0, at - self.log.last_ingested_at()) / MICROS_PER_SECOND
 
     def _golden_ids_now(self, plan: ViewPlan, rows: list[dict[str, Any]]) -> None:
         """Rows that name people by an identifier get their golden id now (None if it
@@ -352,19 +420,15 @@ class FeatureStore:
             name, kind = self._identifier_column(plan, list(row))
             row[plan.view.entity.join_key] = lookup.golden_ids_now(kind, [row[name]])[0]
 
-    def _online_requests(
-        self, features: FeatureSelection
-    ) -> list[tuple[FeatureRequest, list[str]]]:
+    def online_selection(self, features: FeatureSelection) -> CompiledSelection:
         """The compiled requests of a selection, kept for the next call with the same one."""
         key = None if isinstance(features, FeatureService) else features
         if not isinstance(key, str) and key is not None:
             key = tuple(key)
         cached = self._requests.get(key) if key is not None else None
         if cached is None:
-            cached = [
-                (feature_request(plan, names), refs)
-                for plan, names, refs in self.resolve_features(features)
-            ]
+            refs, service = self._selection(features)
+            cached = compile_selection(self.catalog, self.plans(), refs, service)
             if key is not None:
                 if len(self._requests) >= _MAX_CACHED_REQUESTS:
                     self._requests.clear()

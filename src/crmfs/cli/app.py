@@ -1,5 +1,6 @@
 """``crmfs``: init, plan, apply, ingest, get, materialize, parity, quarantine, generate, demo,
-identity (``crmfs.cli.identity_cmd``), worker and bus (``crmfs.cli.worker_cmd``)."""
+identity (``crmfs.cli.identity_cmd``), worker and bus (``crmfs.cli.worker_cmd``), serve and
+keys (``crmfs.cli.serve_cmd``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crmfs.cli.identity_cmd import identity_app
+from crmfs.cli.serve_cmd import keys_app, serve
 from crmfs.cli.worker_cmd import bus_app, worker
 from crmfs.errors import ConfigError, CrmfsError
 from crmfs.timestamps import from_micros
@@ -27,6 +29,8 @@ app = typer.Typer(
 app.add_typer(identity_app, name="identity")
 app.command()(worker)
 app.add_typer(bus_app, name="bus")
+app.command()(serve)
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 Repo = Annotated[Path, typer.Option("--repo", "-r", help="Project folder (holds crmfs.yaml)")]

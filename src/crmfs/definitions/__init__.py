@@ -2,6 +2,7 @@
 
 from crmfs.definitions.catalog import Catalog, fingerprint
 from crmfs.definitions.entity import Entity
+from crmfs.definitions.fallback import Fallback, FallbackKind
 from crmfs.definitions.features import Aggregation, Function, Latest, WindowFeature, default_hop
 from crmfs.definitions.filters import Expr, col
 from crmfs.definitions.identifiers import GOLDEN_ID, IDENTITY_RECORD, IdentifierKind
@@ -20,6 +21,8 @@ __all__ = [
     "Entity",
     "EventSource",
     "Expr",
+    "Fallback",
+    "FallbackKind",
     "FeatureService",
     "FeatureView",
     "FieldType",

@@ -12,6 +12,7 @@ from crmfs.definitions.entity import Entity
 from crmfs.definitions.relation import Relation
 from crmfs.definitions.service import FeatureService
 from crmfs.definitions.source import EventSource
+from crmfs.definitions.types import FieldType
 from crmfs.definitions.view import FeatureView
 from crmfs.errors import DefinitionError, FeatureNotFound
 
@@ -73,7 +74,22 @@ class Catalog:
                     raise DefinitionError(
                         f"feature service {service.name!r}", "features", str(exc)
                     ) from None
+            if service.consent is not None:
+                catalog._check_consent_feature(service)
         return catalog
+
+    def _check_consent_feature(self, service: FeatureService) -> None:
+        label = f"feature service {service.name!r}"
+        assert service.consent is not None
+        try:
+            view, name = self.resolve(service.consent)
+        except FeatureNotFound as exc:
+            raise DefinitionError(label, "consent", str(exc)) from None
+        output = view.output_types
+        if output[name] is not FieldType.BOOL:
+            raise DefinitionError(
+                label, "consent", f"{service.consent!r} is {output[name]}, not a bool feature"
+            )
 
     def resolve(self, ref: str) -> tuple[FeatureView, str]:
         """The view and feature name of a ``"view:feature"`` reference."""

@@ -10,6 +10,8 @@ from crmfs.definitions.metadata import Sensitivity, check_name, check_tags, coer
 from crmfs.definitions.view import FeatureView
 from crmfs.errors import DefinitionError
 
+WITHHOLD, ALLOW = "withhold", "allow"
+
 
 @dataclass(frozen=True)
 class FeatureService:
@@ -18,6 +20,11 @@ class FeatureService:
     >>> FeatureService("ranker_v1", features=[activity, "profile:plan"])
 
     A ``FeatureView`` stands for all its features; a string is a ``"view:feature"`` reference.
+
+    ``purpose`` names what the model does with the values (``"personalization"``), and
+    ``consent`` the boolean ``"view:feature"`` holding each person's consent to it: reads of
+    the service give no personal values for a person whose consent is false, or unknown
+    unless ``consent_when_unknown="allow"`` (status ``consent_withheld``).
     """
 
     name: str
@@ -26,6 +33,9 @@ class FeatureService:
     description: str = field(default="", kw_only=True)
     tags: Mapping[str, str] = field(default_factory=dict, kw_only=True)
     sensitivity: Sensitivity = field(default=Sensitivity.INTERNAL, kw_only=True)
+    purpose: str | None = field(default=None, kw_only=True)
+    consent: str | None = field(default=None, kw_only=True)
+    consent_when_unknown: str = field(default=WITHHOLD, kw_only=True)
 
     def __post_init__(self) -> None:
         check_name("feature service", self.name)
@@ -44,6 +54,28 @@ class FeatureService:
                 )
         object.__setattr__(self, "tags", check_tags(label, self.tags))
         object.__setattr__(self, "sensitivity", coerce_sensitivity(label, self.sensitivity))
+        self._check_consent(label)
+
+    def _check_consent(self, label: str) -> None:
+        if self.purpose is not None and (
+            not isinstance(self.purpose, str) or not self.purpose.isidentifier()
+        ):
+            raise DefinitionError(label, "purpose", "must be a name such as 'personalization'")
+        if self.consent is not None:
+            if self.purpose is None:
+                raise DefinitionError(
+                    label, "purpose", "a service gated by consent names its purpose"
+                )
+            if not isinstance(self.consent, str) or self.consent.count(":") != 1:
+                raise DefinitionError(label, "consent", f"{self.consent!r} is not 'view:feature'")
+        elif self.purpose is not None:
+            raise DefinitionError(
+                label, "consent", f"name the feature holding consent to {self.purpose!r}"
+            )
+        if self.consent_when_unknown not in (WITHHOLD, ALLOW):
+            raise DefinitionError(
+                label, "consent_when_unknown", f"must be {WITHHOLD!r} or {ALLOW!r}"
+            )
 
     def feature_refs(self) -> list[str]:
         refs: list[str] = []
@@ -63,4 +95,13 @@ class FeatureService:
             "description": self.description,
             "tags": dict(sorted(self.tags.items())),
             "sensitivity": self.sensitivity.value,
+            **(
+                {
+                    "purpose": self.purpose,
+                    "consent": self.consent,
+                    "consent_when_unknown": self.consent_when_unknown,
+                }
+                if self.consent is not None
+                else {}
+            ),
         }

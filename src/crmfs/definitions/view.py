@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crmfs.definitions.entity import Entity
+from crmfs.definitions.fallback import Fallback, FallbackChains, check_fallbacks
 from crmfs.definitions.features import Aggregation, Latest, WindowFeature
 from crmfs.definitions.filters import Compare, Expr, IsIn
 from crmfs.definitions.identifiers import GOLDEN_ID
@@ -58,8 +59,12 @@ class FeatureView:
     description: str = field(default="", kw_only=True)
     tags: Mapping[str, str] = field(default_factory=dict, kw_only=True)
     sensitivity: Sensitivity = field(default=Sensitivity.INTERNAL, kw_only=True)
+    fallback: Mapping[str, Sequence[Fallback]] | Sequence[Fallback] | None = field(
+        default=None, kw_only=True
+    )
     window_features: tuple[WindowFeature, ...] = field(init=False, repr=False)
     latest_features: tuple[LatestFeature, ...] = field(init=False, repr=False)
+    fallbacks: FallbackChains = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_name("feature view", self.name)
@@ -116,10 +121,19 @@ class FeatureView:
             )
         object.__setattr__(self, "window_features", tuple(windows))
         object.__setattr__(self, "latest_features", tuple(latest))
+        object.__setattr__(
+            self, "fallbacks", check_fallbacks(label, self.fallback, self.output_types)
+        )
         if self.filter is not None:
             _check_filter(label, self.filter, schema)
         object.__setattr__(self, "tags", check_tags(label, self.tags))
         object.__setattr__(self, "sensitivity", coerce_sensitivity(label, self.sensitivity))
+
+    @property
+    def output_types(self) -> dict[str, FieldType]:
+        """Each feature's value type (of the list's items for ``last_n``)."""
+        types = {f.name: f.output_type for f in self.window_features}
+        return types | {f.name: f.output_type for f in self.latest_features}
 
     @property
     def feature_names(self) -> list[str]:
@@ -212,6 +226,16 @@ class FeatureView:
             "tags": dict(sorted(self.tags.items())),
             "sensitivity": self.sensitivity.value,
             "freshness_sla": self.sla_seconds,
+            **(
+                {
+                    "fallback": {
+                        name: [step.to_spec() for step in chain]
+                        for name, chain in sorted(self.fallbacks.items())
+                    }
+                }
+                if self.fallbacks
+                else {}
+            ),
             "features": {
                 **{
                     f.name: {"description": f.description, "sensitivity": f.sensitivity.value}

@@ -8,6 +8,8 @@ Status rules (docs/semantics.md, "Freshness"):
   freshness SLA (the pipeline may be behind), so the value may be outdated;
 - ``fresh``: otherwise.
 
+``serving.contract`` adds ``fallback`` and ``consent_withheld``.
+
 ``age`` (seconds) is how old the information is: for latest values, the time since the
 event; for window aggregates, the time since the online store last applied the log.
 """
@@ -15,18 +17,26 @@ event; for window aggregates, the time since the online store last applied the l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
 
 from crmfs.definitions import FieldType
 from crmfs.runtimes.gc_pause import gc_paused
 from crmfs.runtimes.streaming.reader import ReadPlan, Values
 from crmfs.runtimes.streaming.state import decode_frozen
-from crmfs.storage.ports import EntityKey, OnlineStore
+from crmfs.storage.ports import EntityKey, Watermark
 from crmfs.timestamps import MICROS_PER_SECOND, from_micros
 from crmfs.transform.plan import PlannedWindow, ViewPlan
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
+
+
+class ViewReader(Protocol):
+    """What serving reads through: an online store, or a cache in front of one."""
+
+    def read_views(
+        self, reads: Sequence[tuple[str, Sequence[EntityKey]]]
+    ) -> tuple[Watermark, list[list[bytes | None]]]: ...
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,22 @@ class OnlineResponse:
     values: dict[str, list[Any]]
     statuses: dict[str, list[str]]
     ages: dict[str, list[float | None]]
+    fallbacks: dict[str, list[str | None]] = field(default_factory=dict)
+
+    def fallbacks_of(self, feature: str) -> list[str | None]:
+        """Which fallback served each row of ``feature`` (None: its own value)."""
+        found = self.fallbacks.get(feature)
+        if found is None:
+            found = self.fallbacks[feature] = [None] * len(self.entity_rows)
+        return found
+
+    def drop(self, features: Sequence[str]) -> None:
+        """Forget features read only to serve the contract."""
+        gone = set(features)
+        self.features = [f for f in self.features if f not in gone]
+        for name in gone:
+            for column in (self.values, self.statuses, self.ages, self.fallbacks):
+                column.pop(name, None)
 
     def to_dict(self) -> dict[str, list[Any]]:
         """Feast-style columns: entity keys, then one column per feature."""
@@ -61,13 +87,14 @@ class OnlineResponse:
         return out
 
     def rows(self) -> list[dict[str, dict[str, Any]]]:
-        """One dict per entity row: feature → {value, status, age_s}."""
+        """One dict per entity row: feature → {value, status, age_s[, fallback]}."""
         return [
             {
                 f: {
                     "value": self.values[f][i],
                     "status": self.statuses[f][i],
                     "age_s": self.ages[f][i],
+                    **({"fallback": self.fallbacks[f][i]} if f in self.fallbacks else {}),
                 }
                 for f in self.features
             }
@@ -80,7 +107,7 @@ class OnlineResponse:
 # reference counting when the read returns, before the collector is back on.
 @gc_paused()
 def read_online(
-    online: OnlineStore,
+    online: ViewReader,
     requests: Sequence[FeatureRequest],
     keys_per_request: Sequence[Sequence[EntityKey]],
     entity_rows: list[dict[str, Any]],

@@ -1,0 +1,1 @@
+"""The HTTP feature server (``crmfs serve``; needs ``pip install 'crmfs[server]'``)."""

@@ -1,0 +1,195 @@
+"""``POST /v1/features``: checks, the read, masking, and the JSON answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+from crmfs.api.gate import Gate
+from crmfs.api.metrics import ENTITIES, VALUE_STATUS, CacheCounters
+from crmfs.api.models import EntityValue, FeaturesRequest
+from crmfs.api.settings import ServerSettings
+from crmfs.definitions import FallbackKind, Sensitivity
+from crmfs.errors import EntityDataError
+from crmfs.serving.access import MASKED, Ability
+from crmfs.serving.online import FRESH, OnlineResponse
+from crmfs.serving.selection import feature_sensitivity
+from crmfs.store import FeatureStore
+
+if TYPE_CHECKING:
+    from crmfs.api.app import StoreAccess
+
+_COUNTERS_EVERY_S = 1.0
+
+
+class FeatureReads:
+    def __init__(
+        self, store: FeatureStore, gate: Gate, settings: ServerSettings, access: StoreAccess
+    ) -> None:
+        self.store = store
+        self.gate = gate
+        self.settings = settings
+        self.access = access
+        self.cache = (
+            store.use_read_cache(settings.cache.max_entries, settings.cache.ttl_s)
+            if settings.cache.enabled
+            else None
+        )
+        self._counters = CacheCounters(self._cache_counts) if self.cache is not None else None
+        self._counted_at = 0.0
+        self._selections: dict[Any, tuple[list[Sensitivity], list[str], bool]] = {}
+
+    async def serve(self, body: FeaturesRequest, request: Request) -> Response:
+        principal = self.gate.principal(request, Ability.READ)
+        selection: str | list[str]
+        if (body.features is None) == (body.feature_service is None):
+            raise EntityDataError("give exactly one of 'features' and 'feature_service'")
+        selection = body.feature_service if body.features is None else body.features  # type: ignore[assignment]
+        refs, labels, slow = self._selection(selection)
+        masked = self.gate.masked_features(
+            request, principal, body.feature_service, dict(zip(refs, labels, strict=True))
+        )
+        rows = _rows(body.entities, self.settings.max_entities)
+        store = self.store
+        response = await self.access.run(
+            lambda: store.get_online_features(selection, rows, max_age_s=body.max_age_s),
+            slow=slow,
+        )
+        if masked:
+            _mask(response, masked)
+            self.gate.record_masked(
+                request, principal, masked, dict(zip(refs, labels, strict=True)), len(rows)
+            )
+        ENTITIES.labels(body.feature_service or "features").inc(len(rows))
+        _count_statuses(response)
+        self._update_counters()
+        return Response(orjson.dumps(_body(response)), media_type="application/json")
+
+    def _selection(self, selection: str | list[str]) -> tuple[list[str], list[Sensitivity], bool]:
+        """The refs of a selection, their labels, and whether it may read offline (slow)."""
+        key = selection if isinstance(selection, str) else tuple(selection)
+        found = self._selections.get(key)
+        if found is None:
+            compiled = self.store.online_selection(selection)
+            refs = [ref for _, labels in compiled.requests for ref in labels]
+            refs = [ref for ref in refs if ref not in compiled.hidden]
+            labels = [feature_sensitivity(*self.store.catalog.resolve(ref)) for ref in refs]
+            slow = any(
+                step.kind is FallbackKind.OFFLINE
+                for chain in compiled.contract.chains.values()
+                for step in chain.steps
+            )
+            if len(self._selections) > 256:
+                self._selections.clear()
+            found = self._selections[key] = (labels, refs, slow)
+        labels, refs, slow = found
+        return refs, labels, slow
+
+    def catalog_summary(self) -> dict[str, Any]:
+        catalog = self.store.catalog
+        return {
+            "services": {
+                name: {
+                    "features": service.feature_refs(),
+                    "purpose": service.purpose,
+                    "consent": service.consent,
+                }
+                for name, service in sorted(catalog.services.items())
+            },
+            "views": {
+                name: {
+                    "entity": view.entity.name,
+                    "join_key": view.entity.join_key,
+                    "features": view.feature_names,
+                    "freshness_sla_s": view.sla_seconds,
+                }
+                for name, view in sorted(catalog.views.items())
+            },
+        }
+
+    def clear_cache(self) -> bool:
+        if self.cache is None:
+            return False
+        self.cache.invalidate(None)
+        return True
+
+    def update_cache_counters(self) -> None:
+        if self._counters is not None:
+            self._counters.update()
+
+    def _update_counters(self) -> None:
+        now = time.monotonic()
+        if self._counters is not None and now - self._counted_at >= _COUNTERS_EVERY_S:
+            self._counted_at = now
+            self._counters.update()
+
+    def _cache_counts(self) -> tuple[int, int]:
+        assert self.cache is not None
+        return self.cache.hits, self.cache.misses
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _rows(
+    entities: list[dict[str, EntityValue]] | dict[str, list[EntityValue]], limit: int
+) -> list[dict[str, Any]]:
+    if isinstance(entities, dict):
+        lengths = {len(values) for values in entities.values()}
+        if len(lengths) > 1:
+            raise EntityDataError("entities: every column must have the same number of values")
+        count = lengths.pop() if lengths else 0
+        rows: list[dict[str, Any]] = [
+            {key: values[i] for key, values in entities.items()} for i in range(count)
+        ]
+    else:
+        rows = list(entities)
+    if not rows:
+        raise EntityDataError("entities: give at least one entity row")
+    if len(rows) > limit:
+        raise EntityDataError(f"entities: {len(rows)} rows is over this server's limit of {limit}")
+    return rows
+
+
+def _mask(response: OnlineResponse, masked: Sequence[str]) -> None:
+    n = len(response.entity_rows)
+    for ref in masked:
+        if ref in response.values:
+            response.values[ref] = [None] * n
+            response.statuses[ref] = [MASKED] * n
+            response.ages[ref] = [None] * n
+            response.fallbacks.pop(ref, None)
+
+
+def _count_statuses(response: OnlineResponse) -> None:
+    counts: dict[str, int] = {}
+    for statuses in response.statuses.values():
+        fresh = statuses.count(FRESH)
+        counts[FRESH] = counts.get(FRESH, 0) + fresh
+        if fresh < len(statuses):
+            for status in statuses:
+                if status != FRESH:
+                    counts[status] = counts.get(status, 0) + 1
+    for status, count in counts.items():
+        if count:
+            VALUE_STATUS.labels(status).inc(count)
+
+
+def _body(response: OnlineResponse) -> dict[str, Any]:
+    features: dict[str, Any] = {}
+    for ref in response.features:
+        column: dict[str, Any] = {
+            "values": response.values[ref],
+            "statuses": response.statuses[ref],
+            "ages_s": response.ages[ref],
+        }
+        if ref in response.fallbacks:
+            column["fallbacks"] = response.fallbacks[ref]
+        features[ref] = column
+    return {"entities": response.entity_rows, "features": features}

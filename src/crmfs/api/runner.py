@@ -1,0 +1,83 @@
+"""Running the server: ``crmfs serve`` (uvicorn, one or more worker processes)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from crmfs.errors import ConfigError
+
+REPO_ENV = "CRMFS_SERVE_REPO"
+log = logging.getLogger("crmfs.api")
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process: the project named by ``CRMFS_SERVE_REPO``."""
+    from crmfs.api.app import create_app
+    from crmfs.store import FeatureStore
+
+    store = FeatureStore(Path(os.environ.get(REPO_ENV, ".")))
+    store.plans()  # fail at start, not at the first request, if definitions are not applied
+    return create_app(store)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    repo: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    *,
+    insecure: bool = False,
+    access_log: bool = False,
+) -> None:
+    """Serve ``repo`` until interrupted. Without API keys, only on loopback (or ``insecure``)."""
+    import uvicorn
+
+    from crmfs.config import ProjectConfig
+    from crmfs.serving.access import KEYS_FILE
+
+    config = ProjectConfig.load(repo)
+    keys_file = config.data_dir / KEYS_FILE
+    if not keys_file.exists() and not is_loopback(host) and not insecure:
+        raise ConfigError(
+            f"no API keys in {keys_file}: serving on {host} would let anyone read every"
+            " feature; add one with `crmfs keys add NAME --role reader`, bind to 127.0.0.1,"
+            " or pass --insecure"
+        )
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    os.environ[REPO_ENV] = str(repo.resolve())
+    metrics_dir = None
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        metrics_dir = tempfile.mkdtemp(prefix="crmfs-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "crmfs.api.runner:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=access_log,
+            log_level="info",
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
