@@ -46,10 +46,9 @@ class FeatureReads:
 
     async def serve(self, body: FeaturesRequest, request: Request) -> Response:
         principal = self.gate.principal(request, Ability.READ)
-        selection: str | list[str]
-        if (body.features is None) == (body.feature_service is None):
-            raise EntityDataError("give exactly one of 'features' and 'feature_service'")
-        selection = body.feature_service if body.features is None else body.features  # type: ignore[assignment]
+        selection: str | list[str] = (
+            body.feature_service if body.features is None else body.features
+        )
         refs, labels, slow = self._selection(selection)
         masked = self.gate.masked_features(
             request, principal, body.feature_service, dict(zip(refs, labels, strict=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EntityValue = Annotated[str, Field(max_length=1024)] | int
 EntityRow = dict[Annotated[str, Field(min_length=1, max_length=128)], EntityValue]
@@ -14,31 +14,47 @@ MAX_ENTITIES = 1_000
 class FeaturesRequest(BaseModel):
     """Online features of entities, by feature list or by feature service (one of them)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [{"required": ["features"]}, {"required": ["feature_service"]}]
+        },
+    )
 
-    features: list[Annotated[str, Field(min_length=3, max_length=256)]] | None = Field(
-        default=None,
+    # Not nullable: leave a field out instead (the schema then says "one of the two"); the
+    # None defaults mean "left out" and never pass validation (hence the type ignores).
+    features: list[Annotated[str, Field(min_length=3, max_length=256)]] = Field(
+        default=None,  # type: ignore[arg-type]
         min_length=1,
         max_length=500,
         description="'view:feature' references; give this or feature_service",
         examples=[["browsing:visits_1h", "buying:spend_30d"]],
     )
-    feature_service: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+    feature_service: Annotated[str, Field(min_length=1, max_length=128)] = Field(  # type: ignore[assignment]
         default=None, description="a feature service's name; give this or features"
     )
-    entities: list[EntityRow] | dict[str, list[EntityValue]] = Field(
+    entities: (
+        Annotated[list[EntityRow], Field(min_length=1, max_length=MAX_ENTITIES)]
+        | dict[str, list[EntityValue]]
+    ) = Field(
         description=(
             "entity rows: a list of objects (join keys, or identifiers such as email for"
             " golden-id entities), or columns (Feast's shape): {key: [values]}"
         ),
         examples=[[{"customer_id": "c1"}, {"customer_id": "c2"}]],
     )
-    max_age_s: float | None = Field(
+    max_age_s: float = Field(  # type: ignore[assignment]
         default=None,
         ge=0,
         le=10 * 365 * 86400,
         description="serve as fresh only values at most this old (s); older are stale",
     )
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> FeaturesRequest:
+        if (self.features is None) == (self.feature_service is None):
+            raise ValueError("give exactly one of 'features' and 'feature_service'")
+        return self
 
 
 class FeatureColumn(BaseModel):
