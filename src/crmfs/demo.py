@@ -18,6 +18,7 @@ from rich.table import Table
 
 from crmfs.demo_definitions import DEFINITIONS
 from crmfs.demo_identity import show_identity
+from crmfs.demo_serving import show_serving
 from crmfs.parity import columns_match
 from crmfs.store import FeatureStore
 from crmfs.synthetic import generate_crm
@@ -155,6 +156,11 @@ def run_demo(folder: Path, scale: int, seed: int, console: Console) -> bool:
     )
     figures += [("parity checks / mismatches", f"{parity.checks:,} / {parity.mismatches}")]
 
+    console.rule("9. serve over HTTP: keys, masking, consent")
+    clock[0] = max(clock[0], to_micros(now))  # consents are given now
+    serving_figures, consent_honoured = show_serving(store, customers, now, console)
+    figures += serving_figures
+
     console.rule("summary")
     table = Table("figure", "value")
     for name, value in figures:
@@ -162,7 +168,7 @@ def run_demo(folder: Path, scale: int, seed: int, console: Console) -> bool:
     table.add_row("demo wall time (s)", f"{time.perf_counter() - started:.1f}")
     console.print(table)
     store.close()
-    ok = parity.ok and same
+    ok = parity.ok and same and consent_honoured
     console.print("[green]demo OK[/green]" if ok else "[red]demo FAILED[/red]")
     return ok
 

@@ -4,7 +4,8 @@ DEFINITIONS = """\
 \"\"\"Demo features over the synthetic CRM (crmfs generate).\"\"\"
 
 from crmfs import (
-    Aggregation, Entity, EventSource, FeatureService, FeatureView, Latest, Relation, col,
+    Aggregation, Entity, EventSource, Fallback, FeatureService, FeatureView, Latest, Relation,
+    col,
 )
 
 customer = Entity("customer", join_key="customer_id", description="A CRM contact (crm_a id)")
@@ -111,6 +112,11 @@ buying = FeatureView(
         Latest("currency", field="currency"),
     ],
     ttl="90d", freshness_sla="1d", owner="recsys", sensitivity="confidential",
+    # What serves a value that is missing (no orders in the window) or stale (SLA passed).
+    fallback={
+        "order_value_90d": [Fallback.default(0.0)],
+        "currency": [Fallback.default("EUR")],
+    },
 )
 email_engagement = FeatureView(
     "email_engagement", entity=person, source=email_events,
@@ -143,5 +149,26 @@ account_engagement = FeatureView(
     description="Opens and clicks by any contact of the account",
 )
 
+# Consent flags arrive like any other signal (crmfs serve: POST /v1/sources/consents/events).
+consents = EventSource(
+    "consents",
+    schema={
+        "event_id": "string", "given_at": "timestamp", "customer_id": "string",
+        "personalization": "bool", "marketing": "bool",
+    },
+    event_id="event_id", event_time="given_at", owner="privacy-team", sensitivity="personal",
+)
+consent = FeatureView(
+    "consent", entity=customer, source=consents,
+    features=[Latest("personalization", field="personalization"),
+              Latest("marketing", field="marketing")],
+    owner="privacy-team", description="Each customer's latest consent per purpose",
+)
+
 recommender = FeatureService("recommender", features=[browsing, buying], owner="recsys")
+# The same features for a model that personalizes: served only with the customer's consent.
+personalized = FeatureService(
+    "personalized", features=[browsing, buying], owner="recsys",
+    purpose="personalization", consent="consent:personalization",
+)
 """

@@ -214,7 +214,10 @@ class FeatureStore:
         """Apply identity and relation changes (merges, splits, new parents) the online
         states have not followed."""
         with self._committing():
-            return self.mapped_keys.follow()
+            followed = self.mapped_keys.follow()
+        if followed:
+            self._wrote()
+        return followed
 
     def _worker_online(self) -> Callable[[], OnlineStore] | None:
         """How a fold worker opens the online store; None folds on one core only."""
@@ -250,9 +253,12 @@ class FeatureStore:
 
         ``rejected``: records the caller could not even parse, quarantined with the batch."""
         at = None if now is None else to_micros(now)
-        with self._committing():
-            self.catch_up()
-            return self.pipeline.ingest(source, records, at, list(rejected) or None)
+        try:
+            with self._committing():
+                self.catch_up()
+                return self.pipeline.ingest(source, records, at, list(rejected) or None)
+        finally:
+            self._wrote()
 
     @contextmanager
     def _committing(self) -> Iterator[None]:
@@ -290,6 +296,7 @@ class FeatureStore:
             ]
             with self._committing():
                 report = pipeline.ingest(source, chunk.table, extra_rejected=bad)
+            self._wrote()
             total.add(report)
             if progress is not None:
                 progress(chunk, total)
@@ -389,6 +396,13 @@ class FeatureStore:
         cache = CachedReads(self.online, max_entries=max_entries, ttl_s=ttl_s)
         self.reader = cache
         return cache
+
+    def _wrote(self) -> None:
+        """This process changed the online store: its read cache, if any, forgets what it
+        held at once (other processes' caches hear of it from the store's change feed)."""
+        invalidate = getattr(self.reader, "invalidate", None)
+        if invalidate is not None:
+            invalidate(None)
 
     def _offline_values(
         self, rows: list[dict[str, Any]], at: int, refs: Sequence[str], positions: Sequence[int]
@@ -577,6 +591,7 @@ class FeatureStore:
             del table
             try:
                 self.online.replace_table(plan.table, rows, mark)
+                self._wrote()
                 return len(rows)
             except WatermarkMoved:
                 continue

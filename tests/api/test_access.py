@@ -66,8 +66,10 @@ def test_no_key_is_401_and_a_wrong_key_too(client: TestClient, store: FeatureSto
         headers={"X-API-Key": "wrong"},
     )
     assert by_header.status_code == 401
+    # The key is checked before the body: a caller without one learns nothing of the API.
+    assert client.post("/v1/features", json={"entities": 1}).status_code == 401
     decisions = [r["decision"] for r in AuditLog(store.config.data_dir / AUDIT_FILE).recent()]
-    assert decisions == ["unauthenticated"] * 3
+    assert decisions == ["unauthenticated"] * 4
 
 
 def test_a_role_without_the_ability_or_service_is_403(client: TestClient, keys: ApiKeys) -> None:

@@ -11,9 +11,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,12 +33,29 @@ from crmfs.api.models import (
 )
 from crmfs.api.settings import ServerSettings
 from crmfs.errors import CrmfsError
-from crmfs.serving.access import KEYS_FILE, Ability, ApiKeys
+from crmfs.serving.access import KEYS_FILE, Ability, ApiKeys, Principal
 from crmfs.serving.audit import AUDIT_FILE, AuditLog
 from crmfs.store import FeatureStore
 
 T = TypeVar("T")
 _SECURED: dict[str, Any] = {"security": [{"bearer": []}, {"apiKey": []}]}
+
+
+def _caller(ability: Ability) -> Callable[[Request], Principal]:
+    """A dependency giving the caller, allowed ``ability``: as a dependency, a request
+    without a valid key gets 401 (or 403) before its body is even validated."""
+
+    def caller(request: Request) -> Principal:
+        gate: Gate = request.app.state.gate
+        return gate.principal(request, ability)
+
+    return caller
+
+
+Reader = Annotated[Principal, Depends(_caller(Ability.READ))]
+Ingester = Annotated[Principal, Depends(_caller(Ability.INGEST))]
+Identifier = Annotated[Principal, Depends(_caller(Ability.IDENTITY))]
+Admin = Annotated[Principal, Depends(_caller(Ability.ADMIN))]
 
 
 class StoreAccess:
@@ -89,6 +106,8 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         ),
     )
     app.state.reads = reads
+
+    app.state.gate = gate
     problems.install(app)
     app.add_middleware(_Timing)
 
@@ -125,9 +144,9 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         tags=["features"],
         openapi_extra=_SECURED,
     )
-    async def features(body: FeaturesRequest, request: Request) -> Response:
+    async def features(body: FeaturesRequest, request: Request, caller: Reader) -> Response:
         """Online features of one or many entities, each value with its status and age."""
-        return await reads.serve(body, request)
+        return await reads.serve(body, request, caller)
 
     @app.post(
         "/v1/sources/{source}/events",
@@ -145,10 +164,9 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
             },
         },
     )
-    async def ingest(source: str, request: Request) -> IngestResponse:
+    async def ingest(source: str, request: Request, caller: Ingester) -> IngestResponse:
         """Ingest events (a JSON array, or NDJSON) through the same pipeline as Python;
         records that cannot be parsed or fail validation are quarantined with the reason."""
-        gate.principal(request, Ability.INGEST)
         records, rejected = parse_events(await request.body(), request.headers.get("content-type"))
         report = await access.run(
             lambda: store.ingest(source, records, rejected=rejected), slow=True
@@ -171,10 +189,9 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         tags=["identity"],
         openapi_extra=_SECURED,
     )
-    async def identity(kind: str, value: str, request: Request) -> IdentityResponse:
+    async def identity(kind: str, value: str, caller: Identifier) -> IdentityResponse:
         """The golden id an identifier (email, phone, crm_contact_id ...) stands for now;
         null when it names no one."""
-        gate.principal(request, Ability.IDENTITY)
         golden = await access.run(lambda: store.identity.resolve(kind, value))
         return IdentityResponse(kind=kind, value=value, golden_id=golden)
 
@@ -184,9 +201,8 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         tags=["features"],
         openapi_extra=_SECURED,
     )
-    async def services(request: Request) -> dict[str, Any]:
+    async def services(caller: Reader) -> dict[str, Any]:
         """Feature services and views this server serves."""
-        gate.principal(request, Ability.READ)
         return reads.catalog_summary()
 
     @app.get(
@@ -195,9 +211,8 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         tags=["admin"],
         openapi_extra=_SECURED,
     )
-    async def audit(request: Request, limit: int = 100) -> dict[str, Any]:
+    async def audit(caller: Admin, limit: int = 100) -> dict[str, Any]:
         """The last refused or masked requests (newest last)."""
-        gate.principal(request, Ability.ADMIN)
         bounded = max(1, min(limit, 10_000))
         return {"records": await run_in_threadpool(gate.audit.recent, bounded)}
 
@@ -207,9 +222,8 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         tags=["admin"],
         openapi_extra=_SECURED,
     )
-    async def clear_cache(request: Request) -> dict[str, Any]:
+    async def clear_cache(caller: Admin) -> dict[str, Any]:
         """Drop this worker's cached states."""
-        gate.principal(request, Ability.ADMIN)
         return {"cleared": reads.clear_cache()}
 
     app.openapi_schema = None

@@ -16,7 +16,7 @@ from crmfs.api.models import EntityValue, FeaturesRequest
 from crmfs.api.settings import ServerSettings
 from crmfs.definitions import FallbackKind, Sensitivity
 from crmfs.errors import EntityDataError
-from crmfs.serving.access import MASKED, Ability
+from crmfs.serving.access import MASKED, Principal
 from crmfs.serving.online import FRESH, OnlineResponse
 from crmfs.serving.selection import feature_sensitivity
 from crmfs.store import FeatureStore
@@ -44,8 +44,9 @@ class FeatureReads:
         self._counted_at = 0.0
         self._selections: dict[Any, tuple[list[Sensitivity], list[str], bool]] = {}
 
-    async def serve(self, body: FeaturesRequest, request: Request) -> Response:
-        principal = self.gate.principal(request, Ability.READ)
+    async def serve(
+        self, body: FeaturesRequest, request: Request, principal: Principal
+    ) -> Response:
         selection: str | list[str] = (
             body.feature_service if body.features is None else body.features
         )
