@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -22,7 +22,13 @@ from crmfs.api import problems
 from crmfs.api.features import FeatureReads
 from crmfs.api.gate import Gate
 from crmfs.api.ingest import parse_events
-from crmfs.api.metrics import INGESTED, LATENCY, QUARANTINED, REQUESTS, exposition
+from crmfs.api.metrics import (
+    INGESTED,
+    QUARANTINED,
+    exposition,
+    request_latency,
+    requests_done,
+)
 from crmfs.api.models import (
     PROBLEM_RESPONSES,
     FeaturesRequest,
@@ -41,11 +47,12 @@ T = TypeVar("T")
 _SECURED: dict[str, Any] = {"security": [{"bearer": []}, {"apiKey": []}]}
 
 
-def _caller(ability: Ability) -> Callable[[Request], Principal]:
+def _caller(ability: Ability) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency giving the caller, allowed ``ability``: as a dependency, a request
-    without a valid key gets 401 (or 403) before its body is even validated."""
+    without a valid key gets 401 (or 403) before its body is even validated. (Async, so
+    that FastAPI calls it on the loop rather than in its thread pool.)"""
 
-    def caller(request: Request) -> Principal:
+    async def caller(request: Request) -> Principal:
         gate: Gate = request.app.state.gate
         return gate.principal(request, ability)
 
@@ -255,8 +262,8 @@ class _Timing:
             await self.app(scope, receive, sending)
         finally:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-            REQUESTS.labels(endpoint, str(status)).inc()
+            request_latency(endpoint).observe(time.perf_counter() - started)
+            requests_done(endpoint, status).inc()
 
 
 def _document_security(app: FastAPI) -> None:

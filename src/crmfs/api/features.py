@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -11,13 +13,13 @@ from fastapi import Request
 from starlette.responses import Response
 
 from crmfs.api.gate import Gate
-from crmfs.api.metrics import ENTITIES, VALUE_STATUS, CacheCounters
+from crmfs.api.metrics import CacheCounters, served_entities, served_values
 from crmfs.api.models import EntityValue, FeaturesRequest
 from crmfs.api.settings import ServerSettings
 from crmfs.definitions import FallbackKind, Sensitivity
 from crmfs.errors import EntityDataError
 from crmfs.serving.access import MASKED, Principal
-from crmfs.serving.online import FRESH, OnlineResponse
+from crmfs.serving.online import OnlineResponse
 from crmfs.serving.selection import feature_sensitivity
 from crmfs.store import FeatureStore
 
@@ -65,7 +67,7 @@ class FeatureReads:
             self.gate.record_masked(
                 request, principal, masked, dict(zip(refs, labels, strict=True)), len(rows)
             )
-        ENTITIES.labels(body.feature_service or "features").inc(len(rows))
+        served_entities(body.feature_service or "features").inc(len(rows))
         _count_statuses(response)
         self._update_counters()
         return Response(orjson.dumps(_body(response)), media_type="application/json")
@@ -168,17 +170,8 @@ def _mask(response: OnlineResponse, masked: Sequence[str]) -> None:
 
 
 def _count_statuses(response: OnlineResponse) -> None:
-    counts: dict[str, int] = {}
-    for statuses in response.statuses.values():
-        fresh = statuses.count(FRESH)
-        counts[FRESH] = counts.get(FRESH, 0) + fresh
-        if fresh < len(statuses):
-            for status in statuses:
-                if status != FRESH:
-                    counts[status] = counts.get(status, 0) + 1
-    for status, count in counts.items():
-        if count:
-            VALUE_STATUS.labels(status).inc(count)
+    for status, count in Counter(chain.from_iterable(response.statuses.values())).items():
+        served_values(status).inc(count)
 
 
 def _body(response: OnlineResponse) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import cache, lru_cache
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,6 +48,28 @@ INGESTED = Counter("crmfs_http_ingested_events", "Events accepted through HTTP",
 QUARANTINED = Counter(
     "crmfs_http_quarantined_events", "Events quarantined through HTTP", ["source"]
 )
+
+
+# A labelled child is looked up by its label values on every ``labels`` call; the hot path
+# keeps the children it has used instead (label values are few: endpoints, statuses).
+@cache
+def request_latency(endpoint: str) -> Histogram:
+    return LATENCY.labels(endpoint)
+
+
+@cache
+def requests_done(endpoint: str, status: int) -> Counter:
+    return REQUESTS.labels(endpoint, str(status))
+
+
+@cache
+def served_values(status: str) -> Counter:
+    return VALUE_STATUS.labels(status)
+
+
+@lru_cache(maxsize=1024)  # by feature service name: bounded, as clients choose them
+def served_entities(selection: str) -> Counter:
+    return ENTITIES.labels(selection)
 
 
 class CacheCounters:

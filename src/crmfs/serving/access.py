@@ -213,7 +213,7 @@ class ApiKeys:
         self._write(kept)
 
     def authenticate(self, key: str | None) -> Principal:
-        self._refresh()
+        """The key's principal (after ``configured``, which looked for changes)."""
         if not key:
             raise Unauthenticated("no API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
         # Looked up by the key's hash: timing reveals nothing about stored keys.
