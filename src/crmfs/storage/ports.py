@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from crmfs.errors import StorageError
 
@@ -102,3 +102,62 @@ class OnlineStore(Protocol):
     def drop_table(self, table: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ChangeNotice:
+    """Writes a ``ChangeFeed`` saw: entity states by ``(table, key)``, and whether the
+    store's marks (the watermark, the identity mark) were written."""
+
+    states: tuple[tuple[str, EntityKey], ...] = ()
+    marks: bool = False
+
+
+# Called by a change feed, from a thread of its own. ``None``: anything may have changed (a
+# table was replaced or dropped, the store was flushed, or notices may have been lost while
+# the feed was not connected): drop everything.
+ChangeListener = Callable[[ChangeNotice | None], None]
+
+
+class ChangeFeed(Protocol):
+    """Push notice of writes to an online store, by any process, for caches in front of it.
+
+    ``start`` calls ``listener`` for each write noticed (a write's keys together), from a
+    thread of the feed's own, until ``close``. While ``connected``, every write committed
+    since the feed (re)connected is noticed, after a short delay. When the feed loses its
+    source it sets ``connected`` to False *before* calling ``listener(None)``; once it
+    has its source back it sets it to True, then calls ``listener(None)`` again. So a cache
+    that fills only while ``connected`` and drops everything on ``None`` never keeps a
+    value a lost notice should have dropped.
+
+    Example::
+
+        feed = store.change_feed()
+        feed.start(lambda notice: print(notice))   # None, then ChangeNotice(...) per write
+        ...
+        feed.close()
+    """
+
+    @property
+    def connected(self) -> bool:
+        """Whether writes are being noticed now."""
+        ...
+
+    def start(self, listener: ChangeListener) -> None:
+        """Connect (trying again in the background if that fails) and begin calling
+        ``listener``; call once."""
+        ...
+
+    def close(self) -> None:
+        """Stop calling the listener and let go of connections and threads. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class HasChangeFeed(Protocol):
+    """An online store that can tell of writes: an optional ability, checked with
+    ``isinstance(store, HasChangeFeed)``."""
+
+    def change_feed(self) -> ChangeFeed:
+        """A new feed of this store's writes (not started; the caller closes it)."""
+        ...

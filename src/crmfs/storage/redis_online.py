@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmfs.errors import StorageError
 from crmfs.storage.ports import EntityKey, Watermark, WatermarkMoved
@@ -43,6 +43,9 @@ from crmfs.storage.redis_scripts import (
     WRITE,
 )
 from crmfs.storage.redis_spaces import KeySpaces
+
+if TYPE_CHECKING:
+    from crmfs.storage.redis_invalidation import RedisChangeFeed
 
 KeyTtl = Callable[[str], int | None]
 Blobs = Mapping[str, Mapping[EntityKey, bytes | None]]
@@ -323,6 +326,13 @@ class RedisOnlineStore:
             waited.wait()
         self._spaces.saw(table, None)
         self._spaces.collect()
+
+    def change_feed(self) -> RedisChangeFeed:
+        """A feed of every write to this store, by any process, from Redis's key tracking
+        (``redis_invalidation``): not started; its caller closes it."""
+        from crmfs.storage.redis_invalidation import RedisChangeFeed  # imports redis itself
+
+        return RedisChangeFeed(self.settings, self.keys)
 
     def collect_garbage(self) -> int:
         """Delete the keys of replaced and dropped tables now; how many keys."""
