@@ -15,7 +15,8 @@ from starlette.responses import Response
 from crmfs.api.gate import Gate
 from crmfs.api.metrics import CacheCounters, served_entities, served_values
 from crmfs.api.models import EntityValue, FeaturesRequest
-from crmfs.api.settings import ServerSettings
+from crmfs.api.settings import AUTO, ServerSettings
+from crmfs.config import RedisOnlineStoreConfig
 from crmfs.definitions import FallbackKind, Sensitivity
 from crmfs.errors import EntityDataError
 from crmfs.serving.access import MASKED, Principal
@@ -39,7 +40,7 @@ class FeatureReads:
         self.access = access
         self.cache = (
             store.use_read_cache(settings.cache.max_entries, settings.cache.ttl_s)
-            if settings.cache.enabled
+            if _cache_wanted(settings, store)
             else None
         )
         self._counters = CacheCounters(self._cache_counts) if self.cache is not None else None
@@ -137,6 +138,12 @@ class FeatureReads:
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
+
+
+def _cache_wanted(settings: ServerSettings, store: FeatureStore) -> bool:
+    if settings.cache.enabled == AUTO:
+        return isinstance(store.config.online_store, RedisOnlineStoreConfig)
+    return bool(settings.cache.enabled)
 
 
 def _rows(

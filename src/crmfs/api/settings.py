@@ -13,9 +13,14 @@ _KEYS = ("on_sensitive", "cache", "roles", "max_entities")
 _CACHE_KEYS = ("enabled", "max_entries", "ttl_s")
 
 
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class CacheSettings:
-    enabled: bool = True
+    # auto: on over stores whose change feed names the keys written (Redis); SQLite's own
+    # blob cache already serves hot entities from memory, checked at every read.
+    enabled: bool | str = AUTO
     max_entries: int = 100_000
     ttl_s: float = 1.0
 
@@ -60,11 +65,13 @@ def _cache(raw: object) -> CacheSettings:
         raise ConfigError(
             f"crmfs.yaml server.cache: unknown keys {unknown}; valid: {list(_CACHE_KEYS)}"
         )
-    enabled = raw.get("enabled", True)
+    enabled = raw.get("enabled", AUTO)
     entries = raw.get("max_entries", 100_000)
     ttl = raw.get("ttl_s", 1.0)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"crmfs.yaml server.cache.enabled: {enabled!r} is not true or false")
+    if not isinstance(enabled, bool) and enabled != AUTO:
+        raise ConfigError(
+            f"crmfs.yaml server.cache.enabled: {enabled!r} is not true, false or auto"
+        )
     if not isinstance(entries, int) or isinstance(entries, bool) or entries < 1:
         raise ConfigError(
             f"crmfs.yaml server.cache.max_entries: {entries!r} is not a positive integer"
