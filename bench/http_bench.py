@@ -355,6 +355,7 @@ def measure(
         log(f"{server.label} throughput, {run.summary()}")
         runs.append(run)
     best = max(runs, key=lambda r: r.rps)
+    log(f"{server.label}: best throughput with {best.clients} clients; {cpu_per_request(best)}")
     busiest = max((r.other_cpu_s or 0.0) / r.seconds for r in [single, batch, *runs])
     if busiest > BUSY_OTHERS:
         notes.append(
@@ -367,6 +368,17 @@ def measure(
         figure(f"{name}_rps_2cores", best.rps, "requests/s"),
         figure(f"{name}_batch100_p99_ms", batch.percentile_ms(99), "ms"),
     ]
+
+
+def cpu_per_request(run: LoadResult) -> str:
+    """CPU time per request by part, and the rate those parts alone would allow on 2 cores:
+    what the figure would be on a machine doing nothing else (a ceiling, not a figure)."""
+    parts = {k: v for k, v in run.cpu_s.items() if k != "machine"}
+    parts["client"] = run.client_cpu_s
+    each = {k: v / run.requests * 1e6 for k, v in parts.items()}
+    text = ", ".join(f"{k} {us:.0f} us" for k, us in each.items())
+    ceiling = 2e6 / sum(each.values())
+    return f"CPU per request: {text}; 2 cores busy only with these: {ceiling:,.0f} rps"
 
 
 def run_side(
