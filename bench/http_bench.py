@@ -23,6 +23,9 @@ Both servers read at the wall clock, not at the scenario's anchor: once the scen
 (up to 2026-01-01) are older than the view's TTL (90 days), crmfs answers its latest values as
 ``missing`` and its windows as empty (the same blobs are read and decoded), where Feast, which
 does not apply the TTL online, still answers them. The logged count of values shows it.
+crmfs's server keeps entity states in an in-process cache for a second (its default); the bench
+logs the share of reads it answered in each phase (a few % one customer at a time, about a
+quarter in batches of 100, where random draws repeat within a second more often).
 
 Standalone: ``python bench/http_bench.py SCENARIO_DIR WORK_DIR [--skip-feast] [--skip-crmfs]``
 prints the figures as JSON (needs Redis on 127.0.0.1:6379 and, for Feast, its venv:
@@ -91,6 +94,7 @@ class Server:
     features_path: str
     body: Callable[[Sequence[str]], bytes]  # the request body for these customer ids
     present: Callable[[Any, int], int]  # values served in a decoded response for n ids
+    metrics_path: str | None = None  # Prometheus text with cache counters, if any
 
 
 # --------------------------------------------------------------------------- the two sides
@@ -130,7 +134,15 @@ def crmfs_server(scenario_dir: Path, work_dir: Path, port: int) -> Server:
     command = [str(crmfs), "serve", str(project), "--host", HOST, "--port", str(port)]
     command += ["--workers", str(WORKERS)]
     return Server(
-        "", "crmfs", command, dict(os.environ), "/ready", "/v1/features", crmfs_body, crmfs_present
+        "",
+        "crmfs",
+        command,
+        dict(os.environ),
+        "/ready",
+        "/v1/features",
+        crmfs_body,
+        crmfs_present,
+        "/metrics",
     )
 
 
@@ -341,12 +353,15 @@ def measure(
             " (every status missing): its HTTP figures are of empty answers"
         )
     name = server.prefix + "http"
+    cache = CacheShare(server, port)
     single = sequential(HOST, port, requests(draws.single), SINGLE_WARMUP, probe)
     single.check(f"{server.label} single")
     log(f"{server.label} single: {single.summary()}")
+    cache.log("single")
     batch = sequential(HOST, port, requests(draws.batch), BATCH_WARMUP, probe)
     batch.check(f"{server.label} batch of {BATCH_SIZE}")
     log(f"{server.label} batch of {BATCH_SIZE}: {batch.summary()}")
+    cache.log(f"batch of {BATCH_SIZE}")
     pool = requests(draws.pool)
     runs: list[LoadResult] = []
     for clients in RPS_CLIENTS:
@@ -354,6 +369,7 @@ def measure(
         run.check(f"{server.label} with {clients} clients")
         log(f"{server.label} throughput, {run.summary()}")
         runs.append(run)
+    cache.log("throughput runs")
     best = max(runs, key=lambda r: r.rps)
     log(f"{server.label}: best throughput with {best.clients} clients; {cpu_per_request(best)}")
     busiest = max((r.other_cpu_s or 0.0) / r.seconds for r in [single, batch, *runs])
@@ -368,6 +384,46 @@ def measure(
         figure(f"{name}_rps_2cores", best.rps, "requests/s"),
         figure(f"{name}_batch100_p99_ms", batch.percentile_ms(99), "ms"),
     ]
+
+
+def cache_counters(port: int, path: str | None) -> tuple[float, float] | None:
+    """The server's in-process cache hits and misses so far, from its metrics (None: no
+    metrics, or no cache counters in them)."""
+    if path is None:
+        return None
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    counts = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("crmfs_cache_hits_total", "crmfs_cache_misses_total"):
+            counts[name] = float(value)
+    if len(counts) != 2:
+        return None
+    return counts["crmfs_cache_hits_total"], counts["crmfs_cache_misses_total"]
+
+
+class CacheShare:
+    """Logs the share of entity reads the server's cache answered during each phase: random
+    customers repeat within the cache's lifetime (1 s by default) only as often as a random
+    draw does, more in batches of 100 than one at a time."""
+
+    def __init__(self, server: Server, port: int) -> None:
+        self.server, self.port = server, port
+        self.last = cache_counters(port, server.metrics_path)
+
+    def log(self, phase: str) -> None:
+        now = cache_counters(self.port, self.server.metrics_path)
+        if now is None or self.last is None:
+            return
+        hits, misses = now[0] - self.last[0], now[1] - self.last[1]
+        self.last = now
+        if hits + misses:
+            log(f"{self.server.label} {phase}: cache hits {hits / (hits + misses):.1%} of reads")
 
 
 def cpu_per_request(run: LoadResult) -> str:
