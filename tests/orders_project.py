@@ -31,6 +31,23 @@ def orders_source(timezone: str | None = None) -> EventSource:
     )
 
 
+consents = EventSource(
+    "consents",
+    schema={
+        "event_id": "string",
+        "ts": "timestamp",
+        "customer_id": "string",
+        "personalization": "bool",
+    },
+    event_id="event_id",
+    event_time="ts",
+)
+# Each customer's latest consent to personalization (serving's consent tests).
+consent_view = FeatureView(
+    "consent", customer, consents, [Latest("personalization", "personalization")]
+)
+
+
 def orders_store(folder: Path, timezone: str | None = None) -> FeatureStore:
     """An applied store with ``orders_view``: qty summed over 30 days, the latest price."""
     view = FeatureView(

@@ -8,27 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from crmfs import DefinitionError, Entity, EventSource, FeatureService, FeatureView, Latest
+from crmfs import DefinitionError, FeatureService, FeatureView, Latest
 from crmfs.definitions import Aggregation, Catalog, Fallback
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
-from tests.orders_project import NOW, orders_source
-
-customer = Entity("customer", join_key="customer_id")
-consents = EventSource(
-    "consents",
-    schema={
-        "event_id": "string",
-        "ts": "timestamp",
-        "customer_id": "string",
-        "personalization": "bool",
-    },
-    event_id="event_id",
-    event_time="ts",
-)
-consent_view = FeatureView(
-    "consent", customer, consents, [Latest("personalization", "personalization")]
-)
+from tests.orders_project import NOW, consent_view, customer, orders_source
 
 
 def buying(**options: object) -> FeatureView:

@@ -9,26 +9,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from crmfs import Entity, EventSource, FeatureService, FeatureView, Latest
+from crmfs import FeatureService, FeatureView, Latest
 from crmfs.api.app import create_app
 from crmfs.api.settings import CacheSettings, ServerSettings
 from crmfs.definitions import Aggregation, Fallback
 from crmfs.store import FeatureStore
 from crmfs.timestamps import to_micros
-from tests.orders_project import NOW, orders_source
+from tests.orders_project import NOW, consent_view, customer, orders_source
 
-customer = Entity("customer", join_key="customer_id")
-consents = EventSource(
-    "consents",
-    schema={
-        "event_id": "string",
-        "ts": "timestamp",
-        "customer_id": "string",
-        "personalization": "bool",
-    },
-    event_id="event_id",
-    event_time="ts",
-)
 activity = FeatureView(
     "activity",
     customer,
@@ -44,14 +32,13 @@ spending = FeatureView(
     [Aggregation("spend", "sum", ["30d"], field="price")],
     sensitivity="confidential",
 )
-consent = FeatureView("consent", customer, consents, [Latest("personalization", "personalization")])
 recs = FeatureService(
     "recs",
     [activity, spending],
     purpose="personalization",
     consent="consent:personalization",
 )
-DEFINITIONS = [activity, spending, consent, recs]
+DEFINITIONS = [activity, spending, consent_view, recs]
 NO_CACHE = ServerSettings(cache=CacheSettings(enabled=False))
 
 

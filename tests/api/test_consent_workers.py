@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from crmfs.store import FeatureStore
-from tests.storage.conftest import redis_prefix  # noqa: F401  (a fixture)
 from tests.storage.redis_servers import SHARED_URL, free_port
 
 WORKERS = 2
@@ -51,7 +50,7 @@ recs = FeatureService("recs", [activity], purpose="personalization",
 
 
 @pytest.fixture
-def project(tmp_path: Path, redis_prefix: str) -> Path:  # noqa: F811
+def project(tmp_path: Path, redis_prefix: str) -> Path:
     (tmp_path / "crmfs.yaml").write_text(
         "project: consent_workers\ndefinitions: definitions.py\n"
         f'online_store: {{type: redis, url: "{SHARED_URL}", key_prefix: {redis_prefix}}}\n'

@@ -29,9 +29,6 @@ from crmfs.storage.sqlite_online import SqliteOnlineStore
 from tests.storage.redis_servers import (
     SHARED_URL,
     ThrowawayRedis,
-    delete_prefix,
-    require_shared_redis,
-    unique_prefix,
 )
 
 DEADLINE_S = 5.0
@@ -104,14 +101,6 @@ class Counted:
     def _change_feed(self) -> RelayedFeed:
         self.feed = RelayedFeed(self.store.change_feed())  # type: ignore[attr-defined]
         return self.feed
-
-
-@pytest.fixture
-def redis_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
-    require_shared_redis()
-    prefix = unique_prefix(request.node.name)
-    yield prefix
-    delete_prefix(prefix)
 
 
 @pytest.fixture(params=["redis", "sqlite"])

@@ -18,21 +18,9 @@ from crmfs.storage.sqlite_online import SqliteOnlineStore
 from tests.storage.redis_servers import (
     SHARED_URL,
     ThrowawayRedis,
-    delete_prefix,
-    require_shared_redis,
-    unique_prefix,
 )
 
 OpenStore = Callable[[], OnlineStore]
-
-
-@pytest.fixture
-def redis_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A key prefix of this test's own on the shared Redis, emptied after the test."""
-    require_shared_redis()
-    prefix = unique_prefix(request.node.name)
-    yield prefix
-    delete_prefix(prefix)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
