@@ -7,13 +7,17 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from crmfs.errors import ConfigError
+from crmfs.timestamps import to_micros
 
 REPO_ENV = "CRMFS_SERVE_REPO"
+AT_ENV = "CRMFS_SERVE_AT"  # microseconds since the epoch: serve as of this fixed time
 log = logging.getLogger("crmfs.api")
 
 
@@ -22,9 +26,15 @@ def app_from_env() -> FastAPI:
     from crmfs.api.app import create_app
     from crmfs.store import FeatureStore
 
-    store = FeatureStore(Path(os.environ.get(REPO_ENV, ".")))
+    at = os.environ.get(AT_ENV)
+    clock = None if at is None else _fixed(int(at))
+    store = FeatureStore(Path(os.environ.get(REPO_ENV, ".")), clock=clock)
     store.plans()  # fail at start, not at the first request, if definitions are not applied
     return create_app(store)
+
+
+def _fixed(at: int) -> Callable[[], int]:
+    return lambda: at
 
 
 def is_loopback(host: str) -> bool:
@@ -44,8 +54,12 @@ def serve(
     *,
     insecure: bool = False,
     access_log: bool = False,
+    at: datetime | None = None,
 ) -> None:
-    """Serve ``repo`` until interrupted. Without API keys, only on loopback (or ``insecure``)."""
+    """Serve ``repo`` until interrupted. Without API keys, only on loopback (or ``insecure``).
+
+    ``at`` freezes the server's clock (replays of a past log, benchmarks): values are read
+    as of that time, and events ingested through the server are stamped with it."""
     import uvicorn
 
     from crmfs.config import ProjectConfig
@@ -62,6 +76,8 @@ def serve(
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     os.environ[REPO_ENV] = str(repo.resolve())
+    if at is not None:
+        os.environ[AT_ENV] = str(to_micros(at))
     metrics_dir = None
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         metrics_dir = tempfile.mkdtemp(prefix="crmfs-metrics-")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from rich.table import Table
 
 from crmfs.cli.identity_cmd import identity_app
 from crmfs.cli.serve_cmd import keys_app, serve
+from crmfs.cli.times import parse_time as _when
 from crmfs.cli.worker_cmd import bus_app, worker
 from crmfs.errors import ConfigError, CrmfsError
 from crmfs.timestamps import from_micros
@@ -40,18 +40,6 @@ def _store(repo: Path) -> Any:
     from crmfs.store import FeatureStore
 
     return FeatureStore(repo)
-
-
-def _when(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{option}: {value!r} is not an ISO 8601 timestamp") from None
-    if parsed.tzinfo is None:
-        raise ConfigError(f"{option}: {value!r} has no timezone (add Z or +00:00)")
-    return parsed
 
 
 @app.command()

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crmfs.cli.times import parse_time
 from crmfs.errors import MissingExtra
 
 keys_app = typer.Typer(help="API keys of the feature server (stored hashed).", no_args_is_help=True)
@@ -25,13 +26,25 @@ def serve(
         bool, typer.Option(help="Serve beyond loopback without API keys (everyone is admin)")
     ] = False,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Serve as of this ISO time (replays of a past log, benchmarks)"),
+    ] = None,
 ) -> None:
     """Serve features over HTTP (OpenAPI document at /docs and /openapi.json)."""
     try:
         from crmfs.api.runner import serve as run
     except ImportError as exc:
         raise MissingExtra(exc.name or "fastapi", "server") from exc
-    run(repo, host, port, workers, insecure=insecure, access_log=access_log)
+    run(
+        repo,
+        host,
+        port,
+        workers,
+        insecure=insecure,
+        access_log=access_log,
+        at=parse_time(at, "--at"),
+    )
 
 
 def _keys(repo: Path):  # type: ignore[no-untyped-def]
