@@ -138,3 +138,7 @@ class Unauthenticated(CrmfsError):
 
 class Forbidden(CrmfsError):
     """The caller's roles do not allow what it asked (HTTP 403)."""
+
+
+class PayloadTooLarge(CrmfsError):
+    """A request body is over the feature server's limit (HTTP 413)."""

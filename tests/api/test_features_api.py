@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -135,7 +136,6 @@ def test_events_are_ingested_as_a_json_array(client: TestClient, store: FeatureS
 def test_ndjson_lines_that_do_not_parse_are_quarantined(
     client: TestClient, store: FeatureStore
 ) -> None:
-    import json
 
     good = json.dumps(order("n1", "c4", 1))
     bad_schema = json.dumps({**order("n2", "c4", 1), "qty": "many"})
@@ -208,3 +208,27 @@ def test_metrics_count_requests_values_and_latency(client: TestClient) -> None:
     assert 'crmfs_http_request_seconds_bucket{endpoint="/v1/features"' in text
     assert 'crmfs_served_values_total{status="fallback"}' in text
     assert 'crmfs_http_requests_total{endpoint="/v1/features",status="200"}' in text
+
+
+def test_a_body_over_the_limit_is_413(store: FeatureStore) -> None:
+    from crmfs.api.app import create_app
+    from crmfs.api.settings import CacheSettings, ServerSettings
+
+    settings = ServerSettings(cache=CacheSettings(enabled=False), max_body_bytes=1_000)
+    with TestClient(create_app(store, settings)) as client:
+        events = [order(f"big{i}", "c9", 1) for i in range(50)]
+        response = client.post("/v1/sources/orders/events", json=events)
+        body = json.dumps(events).encode()
+        chunks = (body[i : i + 300] for i in range(0, len(body), 300))  # no Content-Length
+        streamed = client.post(
+            "/v1/sources/orders/events",
+            content=chunks,
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+    assert streamed.status_code == 413
+    assert "limit of 1,000 bytes" in streamed.json()["detail"]
+    assert store.get_online_features(["activity:orders_30d"], [{"customer_id": "c9"}]).values[
+        "activity:orders_30d"
+    ] == [0]  # nothing of it was ingested

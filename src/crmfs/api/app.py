@@ -38,7 +38,7 @@ from crmfs.api.models import (
     IngestResponse,
 )
 from crmfs.api.settings import ServerSettings
-from crmfs.errors import CrmfsError
+from crmfs.errors import CrmfsError, PayloadTooLarge
 from crmfs.serving.access import KEYS_FILE, Ability, ApiKeys, Principal
 from crmfs.serving.audit import AUDIT_FILE, AuditLog
 from crmfs.store import FeatureStore
@@ -116,6 +116,7 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
 
     app.state.gate = gate
     problems.install(app)
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(_Timing)
 
     @app.get("/health", response_model=Health, tags=["operations"])
@@ -236,6 +237,39 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
     app.openapi_schema = None
     _document_security(app)
     return app
+
+
+class _BodyLimit:
+    """413 (as a problem) for a request body over ``limit`` bytes: at once when its
+    Content-Length says so, else when the bytes read pass it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                response = problems.problem(413, "Content Too Large", self._detail())
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise PayloadTooLarge(self._detail())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _detail(self) -> str:
+        return f"body: over this server's limit of {self.limit:,} bytes (server.max_body_mb)"
 
 
 class _Timing:

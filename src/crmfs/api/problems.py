@@ -23,6 +23,7 @@ from crmfs.errors import (
     IdentityError,
     IngestError,
     NotApplied,
+    PayloadTooLarge,
     Unauthenticated,
 )
 
@@ -32,6 +33,7 @@ PROBLEM = "application/problem+json"
 _STATUS: list[tuple[type[CrmfsError], int, str]] = [
     (Unauthenticated, 401, "Unauthorized"),
     (Forbidden, 403, "Forbidden"),
+    (PayloadTooLarge, 413, "Content Too Large"),
     (FeatureNotFound, 404, "Not Found"),
     (IdentityError, 404, "Not Found"),
     (EntityDataError, 422, "Unprocessable Content"),

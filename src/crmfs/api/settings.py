@@ -9,7 +9,7 @@ from typing import Any
 from crmfs.errors import ConfigError
 from crmfs.serving.access import Role, parse_roles
 
-_KEYS = ("on_sensitive", "cache", "roles", "max_entities")
+_KEYS = ("on_sensitive", "cache", "roles", "max_entities", "max_body_mb")
 _CACHE_KEYS = ("enabled", "max_entries", "ttl_s")
 
 
@@ -31,6 +31,7 @@ class ServerSettings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     roles: Mapping[str, Role] = field(default_factory=lambda: parse_roles(None))
     max_entities: int = 1_000
+    max_body_bytes: int = 64 * 2**20  # larger request bodies get 413
 
     @classmethod
     def of(cls, raw: Mapping[str, Any]) -> ServerSettings:
