@@ -130,10 +130,15 @@ def _latencies(
 
 
 def _hit_ratio(client: _Client) -> float | None:
+    """Hits over lookups of the server's read cache; None when it is off (over SQLite, by
+    default: the store's own blob cache serves there)."""
+    counts = {"crmfs_cache_hits_total": 0.0, "crmfs_cache_misses_total": 0.0}
     for line in client.get("/metrics").splitlines():
-        if line.startswith("crmfs_cache_hit_ratio"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+        name, _, value = line.partition(" ")
+        if name in counts:
+            counts[name] = float(value)
+    lookups = sum(counts.values())
+    return counts["crmfs_cache_hits_total"] / lookups if lookups else None
 
 
 def _print(console: Console, answer: dict[str, Any], title: str) -> None:
