@@ -23,12 +23,12 @@ from crmfs.backends import (
     open_registry,
 )
 from crmfs.config import ProjectConfig, load_definitions
-from crmfs.definitions import Catalog, FeatureService, IdentifierKind, fingerprint
+from crmfs.definitions import Catalog, FeatureService, fingerprint
 from crmfs.errors import ConfigError, EntityDataError, FeatureNotFound, NotApplied, RegistryError
 from crmfs.identity.clustering import LinkPolicy
+from crmfs.identity.entity_rows import EntityRows
 from crmfs.identity.graph import IntervalAxis
 from crmfs.identity.graph_backends import open_identity_graph
-from crmfs.identity.lookup import IdentifierLookup, identifier_kind
 from crmfs.identity.service import DEFAULT_REVIEW_THRESHOLD, IdentityService
 from crmfs.ingestion.commit_lock import LOCK_FILE, CommitLock
 from crmfs.ingestion.identity import GraphIdentity
@@ -365,7 +365,7 @@ class FeatureStore:
             plan = request.plan
             join_key = plan.view.entity.join_key
             if plan.view.entity.identity and any(join_key not in row for row in rows):
-                self._golden_ids_now(plan, rows)
+                self._entity_rows().golden_ids_now(plan.view, rows)
             try:
                 as_key = _key_type(plan)
                 keys.append([as_key(row[join_key]) for row in rows])
@@ -424,16 +424,6 @@ class FeatureStore:
         """How old the newest logged event is (the age of an offline value)."""
         return max(0, at - self.log.last_ingested_at()) / MICROS_PER_SECOND
 
-    def _golden_ids_now(self, plan: ViewPlan, rows: list[dict[str, Any]]) -> None:
-        """Rows that name people by an identifier get their golden id now (None if it
-        names no one)."""
-        lookup = self._identifier_lookup()
-        for row in rows:
-            if plan.view.entity.join_key in row:
-                continue
-            name, kind = self._identifier_column(plan, list(row))
-            row[plan.view.entity.join_key] = lookup.golden_ids_now(kind, [row[name]])[0]
-
     def online_selection(self, features: FeatureSelection) -> CompiledSelection:
         """The compiled requests of a selection, kept for the next call with the same one."""
         key = None if isinstance(features, FeatureService) else features
@@ -484,46 +474,20 @@ class FeatureStore:
                     mappings[plan.view.name] = mapping
             if any(plan.view.entity.identity for plan, _ in groups):
                 golden = self.identity_graph.intervals(axis)
-                entity_df = self._with_golden_ids(entity_table(entity_df), groups, golden)
+                table = entity_table(entity_df)
+                times = pc.cast(
+                    pc.cast(table.column(TIMESTAMP_COLUMN), pa.timestamp("us", tz="UTC")),
+                    pa.int64(),
+                ).to_pylist()
+                views = [plan.view for plan, _ in groups]
+                entity_df = self._entity_rows().with_golden_ids(table, views, times, golden)
         return historical_features(
             self.engine, entity_df, groups, as_served, full_feature_names, strategy, mappings
         )
 
-    def _identifier_lookup(self) -> IdentifierLookup:
-        return IdentifierLookup(self.identity_graph, self.identity_region)
-
-    def _with_golden_ids(
-        self, table: pa.Table, groups: list[tuple[ViewPlan, list[str]]], mapping: pa.Table
-    ) -> pa.Table:
-        """Entity rows that name people by an identifier get the golden id (the join key)
-        it stood for at each row's time."""
-        times = pc.cast(
-            pc.cast(table.column(TIMESTAMP_COLUMN), pa.timestamp("us", tz="UTC")), pa.int64()
-        ).to_pylist()
-        for plan, _ in groups:
-            join_key = plan.view.entity.join_key
-            if not plan.view.entity.identity or join_key in table.column_names:
-                continue
-            name, kind = self._identifier_column(plan, table.column_names)
-            golden = self._identifier_lookup().golden_ids_at(
-                kind, table.column(name).to_pylist(), times, mapping
-            )
-            table = table.append_column(join_key, pa.array(golden, pa.string()))
-        return table
-
-    def _identifier_column(
-        self, plan: ViewPlan, columns: Sequence[str]
-    ) -> tuple[str, IdentifierKind]:
+    def _entity_rows(self) -> EntityRows:
         sources = list(self.catalog.sources.values())
-        for name in columns:
-            kind = identifier_kind(name, sources)
-            if kind is not None and kind.is_strong:
-                return name, kind
-        raise ConfigError(
-            f"feature view {plan.view.name!r} needs {plan.view.entity.join_key!r} (a golden"
-            " id) or a strong identifier (email, phone, crm_contact_id ..., or a source's"
-            " identifier field) in each entity row"
-        )
+        return EntityRows(self.identity_graph, self.identity_region, sources)
 
     # -- parity ----------------------------------------------------------------------
 
