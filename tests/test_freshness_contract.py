@@ -96,6 +96,14 @@ def test_the_offline_step_serves_values_missing_online(store: FeatureStore) -> N
         (-1.0, "fallback", "default"),  # the log knows nothing either: the next step
     ]
     assert column(got, "buying:qty_30d") == [(0, "missing", None), (0, "missing", None)]
+    # Keys typed as the online read types them (an int for a string key, say).
+    typed = store.get_online_features(
+        ["buying:last_price"], [{"customer_id": "c1"}, {"customer_id": 7}]
+    )
+    assert column(typed, "buying:last_price") == [
+        (10.0, "fallback", "offline"),
+        (-1.0, "fallback", "default"),
+    ]
     skipped = store.get_online_features(
         ["buying:last_price"], [{"customer_id": "c1"}], offline_fallback=False
     )

@@ -408,8 +408,15 @@ class FeatureStore:
         self, rows: list[dict[str, Any]], at: int, refs: Sequence[str], positions: Sequence[int]
     ) -> dict[str, list[object]]:
         """``refs`` at time ``at`` for the rows at ``positions``, from the event log."""
-        keys = sorted({key for i in positions for key in rows[i]})
-        columns: dict[str, list[Any]] = {k: [rows[i].get(k) for i in positions] for k in keys}
+        columns: dict[str, list[Any]] = {}
+        plans = self.plans()
+        for ref in refs:
+            plan = plans[self.catalog.resolve(ref)[0].name]
+            join_key = plan.view.entity.join_key
+            if join_key not in columns:  # typed as the online read typed them
+                as_key = _key_type(plan)
+                values = [rows[i][join_key] for i in positions]
+                columns[join_key] = [None if v is None else as_key(v) for v in values]
         columns[TIMESTAMP_COLUMN] = [from_micros(at)] * len(positions)
         table = self.get_historical_features(
             pa.table(columns), list(refs), full_feature_names=True
