@@ -59,3 +59,16 @@ def test_serving_beyond_loopback_needs_keys(project: Path) -> None:
 )  # fmt: skip
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_get_takes_a_maximum_age(project: Path) -> None:
+    import json
+
+    repo = ("--repo", str(project))
+    _ok("apply", *repo)
+    _ok("ingest", "web_events", str(project / "data" / "sample_web_events.csv"), *repo)
+    ref = "customer_activity:events_30d"
+    relaxed = json.loads(_ok("get", ref, "-e", "customer_id=c1", "--json", *repo))
+    strict = json.loads(_ok("get", ref, "-e", "customer_id=c1", "--max-age", "0", "--json", *repo))
+    assert relaxed["features"][0][ref]["status"] != "stale"
+    assert strict["features"][0][ref]["status"] == "stale"

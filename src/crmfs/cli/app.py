@@ -155,9 +155,13 @@ def get(
     entity: Annotated[list[str], typer.Option("--entity", "-e", help="key=value, repeatable")],
     repo: Repo = Path("."),
     now: Annotated[str | None, typer.Option(help="Read as of this time (ISO 8601)")] = None,
+    max_age: Annotated[
+        float | None, typer.Option(help="Values older than this (s) are stale")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
-    """Read online features with each value's status and age."""
+    """Read online features with each value's status and age (and the fallback that served
+    it, if one did)."""
     rows = []
     for item in entity:
         key, sep, value = item.partition("=")
@@ -165,7 +169,9 @@ def get(
             raise ConfigError(f"--entity {item!r}: use key=value")
         rows.append({key: value})
     selection: Any = features[0] if len(features) == 1 and ":" not in features[0] else features
-    response = _store(repo).get_online_features(selection, rows, now=_when(now, "--now"))
+    response = _store(repo).get_online_features(
+        selection, rows, now=_when(now, "--now"), max_age_s=max_age
+    )
     if as_json:
         print(json.dumps({"entities": rows, "features": response.rows()}, default=str, indent=2))
         return
@@ -173,8 +179,11 @@ def get(
     for row, values in zip(rows, response.rows(), strict=True):
         for name, cell in values.items():
             age = "" if cell["age_s"] is None else f"{cell['age_s']:.1f}"
+            status = cell["status"]
+            if cell.get("fallback"):
+                status += f" ({cell['fallback']})"
             table.add_row(
-                json.dumps(row), name, json.dumps(cell["value"], default=str), cell["status"], age
+                json.dumps(row), name, json.dumps(cell["value"], default=str), status, age
             )
     console.print(table)
 
