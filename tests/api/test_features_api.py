@@ -232,3 +232,23 @@ def test_a_body_over_the_limit_is_413(store: FeatureStore) -> None:
     assert store.get_online_features(["activity:orders_30d"], [{"customer_id": "c9"}]).values[
         "activity:orders_30d"
     ] == [0]  # nothing of it was ingested
+
+
+def test_readiness_fails_once_definitions_change_under_the_server(
+    client: TestClient, store: FeatureStore
+) -> None:
+    from dataclasses import replace
+
+    from tests.api.conftest import activity, recs, spending
+    from tests.orders_project import consent_view
+
+    assert client.get("/ready").status_code == 200
+    other = FeatureStore(
+        store.config.root,
+        definitions=[activity, spending, replace(consent_view, ttl="7d"), recs],
+    )
+    other.apply()  # another process applies new definitions
+    other.close()
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert "restart it" in response.json()["detail"]

@@ -96,6 +96,7 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
     )
     access = StoreAccess(store)
     reads = FeatureReads(store, gate, settings, access)
+    started_generation = store.registry.generation()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,11 +132,20 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         responses={503: PROBLEM_RESPONSES[503]},
     )
     async def ready() -> Any:
-        """Readiness: definitions applied and the online store answers."""
+        """Readiness: definitions applied, unchanged since this worker started, and the
+        online store answers."""
         try:
             mark = await access.run(lambda: (store.plans(), store.online.watermark())[1])
+            generation = await access.run(store.registry.generation)
         except CrmfsError as exc:
             return problems.problem(503, "Service Unavailable", f"not ready: {exc}")
+        if generation != started_generation:
+            return problems.problem(
+                503,
+                "Service Unavailable",
+                "not ready: definitions were applied since this server started"
+                f" (registry generation {started_generation} -> {generation}); restart it",
+            )
         return Health(status="ready", detail={"watermark_seq": mark.seq})
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
