@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,8 +22,8 @@ from crmfs.backends import (
     open_registry,
 )
 from crmfs.config import ProjectConfig, load_definitions
-from crmfs.definitions import Catalog, FeatureService, fingerprint
-from crmfs.errors import ConfigError, EntityDataError, FeatureNotFound, NotApplied, RegistryError
+from crmfs.definitions import Catalog, fingerprint
+from crmfs.errors import ConfigError, NotApplied, RegistryError
 from crmfs.identity.clustering import LinkPolicy
 from crmfs.identity.entity_rows import EntityRows
 from crmfs.identity.graph import IntervalAxis
@@ -39,12 +38,12 @@ from crmfs.parity import ParityReport, live_parity, replay_parity
 from crmfs.registry.changes import Change, ChangeKind
 from crmfs.runtimes.batch.engine import PitStrategy, keyed_by_mapping
 from crmfs.runtimes.streaming.processor import StreamProcessor
-from crmfs.serving.contract import enforce
-from crmfs.serving.online import OnlineResponse, ViewReader, read_online
-from crmfs.serving.selection import CompiledSelection, compile_selection
+from crmfs.serving.online import OnlineResponse
+from crmfs.serving.reads import FeatureSelection, OnlineReads
+from crmfs.serving.selection import CompiledSelection
 from crmfs.storage.event_log import EventLog, QuarantinedRecord, Rejected
 from crmfs.storage.ports import EntityKey, OnlineStore, WatermarkMoved
-from crmfs.timestamps import MICROS_PER_SECOND, from_micros, now_micros, to_micros
+from crmfs.timestamps import from_micros, now_micros, to_micros
 from crmfs.training import TIMESTAMP_COLUMN, TrainingSet, entity_table, historical_features
 from crmfs.transform.plan import ViewPlan, online_table, plan_view
 
@@ -52,9 +51,7 @@ if TYPE_CHECKING:
     from crmfs.serving.cache import CachedReads
 
 Clock = Callable[[], int]
-FeatureSelection = Sequence[str] | str | FeatureService
 IdentityAsOf = Literal["as_of", "latest"]
-_MAX_CACHED_REQUESTS = 256  # feature selections whose compiled online requests are kept
 
 
 @dataclass(frozen=True)
@@ -118,8 +115,14 @@ class FeatureStore:
         self._commit_lock = _commit_lock(self.log.root)
         self._commit_depth = threading.local()
         self._plans: dict[str, ViewPlan] | None = None
-        self._requests: dict[str | tuple[str, ...], CompiledSelection] = {}
-        self.reader: ViewReader = self.online  # or a cache in front of it
+        self.reads = OnlineReads(
+            self.online,
+            self.catalog,
+            self.plans,
+            self._entity_rows,
+            self._offline_values,
+            self.log.last_ingested_at,
+        )
         self._pipeline: IngestionPipeline | None = None
         self._mapped_keys: MappedKeys | None = None
 
@@ -138,7 +141,7 @@ class FeatureStore:
         changes = self.registry.apply(self.catalog, self.clock(), expected_generation=generation)
         self._plans = None
         self._drop_pipeline()
-        self._requests.clear()
+        self.reads.forget()
         for change in changes:
             if change.kind != "FeatureView":
                 continue
@@ -216,7 +219,7 @@ class FeatureStore:
         with self._committing():
             followed = self.mapped_keys.follow()
         if followed:
-            self._wrote()
+            self.reads.wrote()
         return followed
 
     def _worker_online(self) -> Callable[[], OnlineStore] | None:
@@ -258,7 +261,7 @@ class FeatureStore:
                 self.catch_up()
                 return self.pipeline.ingest(source, records, at, list(rejected) or None)
         finally:
-            self._wrote()
+            self.reads.wrote()
 
     @contextmanager
     def _committing(self) -> Iterator[None]:
@@ -296,7 +299,7 @@ class FeatureStore:
             ]
             with self._committing():
                 report = pipeline.ingest(source, chunk.table, extra_rejected=bad)
-            self._wrote()
+            self.reads.wrote()
             total.add(report)
             if progress is not None:
                 progress(chunk, total)
@@ -314,22 +317,11 @@ class FeatureStore:
 
     # -- reads -----------------------------------------------------------------------
 
-    def _selection(self, features: FeatureSelection) -> tuple[list[str], FeatureService | None]:
-        """The references of a selection, and the service it names (if any)."""
-        if isinstance(features, FeatureService):
-            return features.feature_refs(), features
-        if isinstance(features, str):
-            service = self.catalog.services.get(features)
-            if service is None:
-                raise FeatureNotFound(features, sorted(self.catalog.services))
-            return service.feature_refs(), service
-        return list(features), None
-
     def resolve_features(
         self, features: FeatureSelection
     ) -> list[tuple[ViewPlan, list[str], list[str]]]:
         """Group feature references by view: (plan, feature names, labels as requested)."""
-        refs, _ = self._selection(features)
+        refs, _ = self.reads.refs_of(features)
         plans = self.plans()
         grouped: dict[str, tuple[ViewPlan, list[str], list[str]]] = {}
         for ref in refs:
@@ -358,93 +350,30 @@ class FeatureStore:
         personal values of people without it (``serving.contract``). ``offline_fallback``
         False skips the chains' offline steps (they query the event log).
         """
-        rows = [dict(row) for row in entity_rows]
-        selection = self.online_selection(features)
-        requests, keys, labels = [], [], []
-        for request, refs in selection.requests:
-            plan = request.plan
-            join_key = plan.view.entity.join_key
-            if plan.view.entity.identity and any(join_key not in row for row in rows):
-                self._entity_rows().golden_ids_now(plan.view, rows)
-            try:
-                as_key = _key_type(plan)
-                keys.append([as_key(row[join_key]) for row in rows])
-            except KeyError:
-                raise EntityDataError(
-                    f"entity row lacks {join_key!r}, needed by feature view {plan.view.name!r}"
-                ) from None
-            except (TypeError, ValueError):
-                raise EntityDataError(
-                    f"entity row's {join_key!r} is not a {plan.view.entity.dtype} key"
-                ) from None
-            requests.append(request)
-            labels.append(refs)
         at = self.clock() if now is None else to_micros(now)
-        response = read_online(self.reader, requests, keys, rows, labels, at)
-        offline = partial(self._offline_values, rows, at) if offline_fallback else None
-        lag = partial(self._log_age_s, at)
-        enforce(response, selection.contract, max_age_s, offline, lag)
-        if selection.hidden:
-            response.drop(selection.hidden)
-        return response
+        return self.reads.read(features, entity_rows, at, max_age_s, offline_fallback)
+
+    def online_selection(self, features: FeatureSelection) -> CompiledSelection:
+        """A selection compiled for online reads (kept for the next call)."""
+        return self.reads.selection(features)
 
     def use_read_cache(self, max_entries: int = 100_000, ttl_s: float = 1.0) -> CachedReads:
         """Serve online reads through an in-process cache that the online store's writes
         invalidate (``serving.cache``); returns it (hit counts, ``close``)."""
-        from crmfs.serving.cache import CachedReads
-
-        cache = CachedReads(self.online, max_entries=max_entries, ttl_s=ttl_s)
-        self.reader = cache
-        return cache
-
-    def _wrote(self) -> None:
-        """This process changed the online store: its read cache, if any, forgets what it
-        held at once (other processes' caches hear of it from the store's change feed)."""
-        invalidate = getattr(self.reader, "invalidate", None)
-        if invalidate is not None:
-            invalidate(None)
+        return self.reads.use_cache(max_entries, ttl_s)
 
     def _offline_values(
-        self, rows: list[dict[str, Any]], at: int, refs: Sequence[str], positions: Sequence[int]
+        self, columns: dict[str, list[Any]], at: int, refs: Sequence[str]
     ) -> dict[str, list[object]]:
-        """``refs`` at time ``at`` for the rows at ``positions``, from the event log."""
-        columns: dict[str, list[Any]] = {}
-        plans = self.plans()
-        for ref in refs:
-            plan = plans[self.catalog.resolve(ref)[0].name]
-            join_key = plan.view.entity.join_key
-            if join_key not in columns:  # typed as the online read typed them
-                as_key = _key_type(plan)
-                values = [rows[i][join_key] for i in positions]
-                columns[join_key] = [None if v is None else as_key(v) for v in values]
-        columns[TIMESTAMP_COLUMN] = [from_micros(at)] * len(positions)
-        table = self.get_historical_features(
-            pa.table(columns), list(refs), full_feature_names=True
-        ).table
+        """``refs`` of the entity ``columns`` at time ``at``, by the batch runtime."""
+        count = len(next(iter(columns.values())))
+        table = pa.table({**columns, TIMESTAMP_COLUMN: [from_micros(at)] * count})
+        training = self.get_historical_features(table, list(refs), full_feature_names=True)
         out: dict[str, list[object]] = {}
         for ref in refs:
             view, name = self.catalog.resolve(ref)
-            out[ref] = table.column(f"{view.name}__{name}").to_pylist()
+            out[ref] = training.table.column(f"{view.name}__{name}").to_pylist()
         return out
-
-    def _log_age_s(self, at: int) -> float:
-        """How old the newest logged event is (the age of an offline value)."""
-        return max(0, at - self.log.last_ingested_at()) / MICROS_PER_SECOND
-
-    def online_selection(self, features: FeatureSelection) -> CompiledSelection:
-        """The compiled requests of a selection, kept for the next call with the same one."""
-        key = None if isinstance(features, FeatureService) else features
-        if not isinstance(key, str) and key is not None:
-            key = tuple(key)
-        cached = self._requests.get(key) if key is not None else None
-        if cached is None:
-            refs, service = self._selection(features)
-            cached = compile_selection(self.catalog, self.plans(), refs, service)
-            if key is not None:
-                if len(self._requests) >= _MAX_CACHED_REQUESTS:
-                    self._requests.clear()
-                self._requests[key] = cached
-        return cached
 
     def get_historical_features(
         self,
@@ -562,7 +491,7 @@ class FeatureStore:
             del table
             try:
                 self.online.replace_table(plan.table, rows, mark)
-                self._wrote()
+                self.reads.wrote()
                 return len(rows)
             except WatermarkMoved:
                 continue
@@ -603,7 +532,3 @@ def _link_policy(options: Mapping[str, Any]) -> LinkPolicy | None:
         return LinkPolicy(threshold, floor)
     except ValueError as exc:
         raise ConfigError(f"crmfs.yaml identity: {exc}") from None
-
-
-def _key_type(plan: ViewPlan) -> Callable[[Any], EntityKey]:
-    return int if plan.view.entity.dtype.value == "int" else str

@@ -138,7 +138,7 @@ class FeatureReads:
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
-            self.store.reader = self.store.online  # the store may outlive the server
+            self.store.reads.stop_cache()  # the store may outlive the server
 
 
 def _cache_wanted(settings: ServerSettings, store: FeatureStore) -> bool:
