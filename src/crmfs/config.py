@@ -35,7 +35,7 @@ class ProjectConfig:
     identity: dict[str, Any] = field(default_factory=lambda: {"type": "sqlite"})
     event_bus: dict[str, Any] = field(default_factory=lambda: {"type": "embedded"})
     compaction_grace_s: int | None = None  # event_log.compaction_grace; None: the log's default
-    server: dict[str, Any] = field(default_factory=dict)  # checked by crmfs.api.settings
+    server: dict[str, Any] = field(default_factory=dict)  # typed by crmfs.api.settings
 
     @classmethod
     def load(cls, root: Path) -> ProjectConfig:
@@ -72,7 +72,7 @@ class ProjectConfig:
             identity=_adapter(path, "identity", raw.get("identity"), IDENTITY_GRAPHS),
             event_bus=_adapter(path, "event_bus", raw.get("event_bus"), EVENT_BUSES),
             compaction_grace_s=_event_log(path, raw.get("event_log")),
-            server=_section(path, "server", raw.get("server")),
+            server=_server(path, raw.get("server")),
         )
 
 
@@ -90,12 +90,28 @@ _KEYS = (
 )
 
 
-def _section(path: Path, key: str, value: object) -> dict[str, Any]:
+def _server(path: Path, value: object) -> dict[str, Any]:
+    """The feature server's section, each option checked (``roles`` by the server, which
+    knows their abilities and labels)."""
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: {key!r} must be a mapping, got {type(value).__name__}")
+    _check_options(path, "server", value, _SERVER_OPTIONS)
+    assert isinstance(value, dict)
+    if value.get("cache") is not None:
+        _check_options(path, "server.cache", value["cache"], _CACHE_OPTIONS)
     return value
+
+
+def _check_options(path: Path, key: str, value: object, options: Mapping[str, OptionCheck]) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: '{key}' must be a mapping of options, got {value!r}")
+    for option, setting in value.items():
+        check = options.get(option)
+        if check is None:
+            raise ConfigError(
+                f"{path}: {key}.{option} is not an option; its options: {', '.join(options)}"
+            )
+        _refuse_bad_value(path, f"{key}.{option}", setting, check(setting), False)
 
 
 def _event_log(path: Path, value: object) -> int | None:
@@ -392,6 +408,36 @@ def _typed(path: Path, key: str, value: object, valid: Mapping[str, type[Any]]) 
     return valid[kind](**{name: setting for name, setting in value.items() if name != "type"})
 
 
+def _mapping(value: object) -> str | None:
+    return None if isinstance(value, dict) else "must be a mapping"
+
+
+def _mask_or_refuse(value: object) -> str | None:
+    return None if value in ("mask", "refuse") else "must be 'mask' or 'refuse'"
+
+
+def _cache_switch(value: object) -> str | None:
+    return None if isinstance(value, bool) or value == "auto" else "must be true, false or auto"
+
+
+def _cache_ttl(value: object) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 60:
+        return None
+    return "must be a number of seconds in (0, 60]"
+
+
+_SERVER_OPTIONS: dict[str, OptionCheck] = {
+    "on_sensitive": _mask_or_refuse,
+    "max_entities": _positive_int,
+    "max_body_mb": _positive_int,
+    "cache": _mapping,
+    "roles": _mapping,
+}
+_CACHE_OPTIONS: dict[str, OptionCheck] = {
+    "enabled": _cache_switch,
+    "max_entries": _positive_int,
+    "ttl_s": _cache_ttl,
+}
 _IDENTITY_OPTIONS: dict[str, OptionCheck] = {
     "default_region": _region,
     "max_records_per_key": _positive_int,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from crmfs.api.app import create_app
 from crmfs.api.settings import CacheSettings, ServerSettings
+from crmfs.config import ProjectConfig
 from crmfs.errors import ConfigError
 from crmfs.serving.access import KEYS_FILE, ApiKeys, hash_key, parse_roles
 from crmfs.serving.audit import AUDIT_FILE, AuditLog
@@ -153,10 +155,33 @@ def test_bad_role_settings_name_the_field(roles: object, message: str) -> None:
     assert message in str(caught.value)
 
 
-def test_bad_server_settings_name_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"server.on_sensitive: 'hide'"):
-        ServerSettings.of({"on_sensitive": "hide"})
-    with pytest.raises(ConfigError, match=r"server.cache.ttl_s"):
-        ServerSettings.of({"cache": {"ttl_s": 0}})
-    with pytest.raises(ConfigError, match=r"unknown keys \['port'\]"):
-        ServerSettings.of({"port": 1})
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ("{on_sensitive: hide}", "server.on_sensitive 'hide' must be 'mask' or 'refuse'"),
+        ("{cache: {ttl_s: 0}}", "server.cache.ttl_s 0 must be a number of seconds in (0, 60]"),
+        ("{cache: {enabled: 'yes'}}", "server.cache.enabled 'yes' must be true, false or auto"),
+        ("{cache: {size: 1}}", "server.cache.size is not an option"),
+        ("{max_body_mb: 0}", "server.max_body_mb 0 must be a positive integer"),
+        ("{max_entities: many}", "server.max_entities 'many' must be a positive integer"),
+        ("{port: 1}", "server.port is not an option"),
+        ("[mask]", "'server' must be a mapping"),
+    ],
+)
+def test_bad_server_settings_name_the_field(tmp_path: Path, server: str, message: str) -> None:
+    (tmp_path / "crmfs.yaml").write_text(f"project: p\nserver: {server}\n")
+    with pytest.raises(ConfigError) as caught:
+        ProjectConfig.load(tmp_path)
+    assert message in str(caught.value)
+
+
+def test_server_settings_are_typed_from_a_checked_section(tmp_path: Path) -> None:
+    (tmp_path / "crmfs.yaml").write_text(
+        "project: p\nserver: {on_sensitive: refuse, max_body_mb: 2, cache: {enabled: true}}\n"
+    )
+    settings = ServerSettings.of(ProjectConfig.load(tmp_path).server)
+    assert settings.refuse_sensitive
+    assert settings.max_body_bytes == 2 * 2**20
+    assert settings.cache.enabled is True
+    assert settings.cache.ttl_s == 1.0
+    assert set(settings.roles) == {"reader", "trusted_reader", "ingester", "admin"}
