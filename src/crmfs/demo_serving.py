@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -27,9 +23,8 @@ def show_serving(
     """Serve the demo project over HTTP and show what a model gets; the figures, and
     whether a consent revocation was honoured by the next read."""
     try:
-        import uvicorn
-
         from crmfs.api.app import create_app
+        from crmfs.api.runner import serving_in_thread
     except ImportError:
         console.print("skipped: install crmfs[server] to serve over HTTP")
         return [], True
@@ -41,7 +36,7 @@ def show_serving(
     ranker = keys.add("ranker", ["reader"])  # public and internal features only
     loader = keys.add("consent-loader", ["ingester"])
     app = create_app(store, settings)
-    with _served(app, uvicorn) as port:
+    with serving_in_thread(app) as port:
         client = _Client(port)
         rows = [{"customer_id": c} for c in customers[:3]]
         status, _ = client.post(
@@ -149,23 +144,3 @@ def _print(console: Console, answer: dict[str, Any], title: str) -> None:
             value = str(column["values"][i])[:30]
             table.add_row(row["customer_id"], ref, value, column["statuses"][i])
     console.print(table)
-
-
-@contextmanager
-def _served(app: Any, uvicorn: Any) -> Iterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the demo's feature server did not start")
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)

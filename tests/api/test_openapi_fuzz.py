@@ -4,18 +4,16 @@ loopback): no 5xx, and every response matches the document."""
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from crmfs.api.app import create_app
+from crmfs.api.runner import serving_in_thread
 from crmfs.serving.access import KEYS_FILE, ApiKeys
 from tests.api.conftest import NO_CACHE, served_store
 
@@ -33,19 +31,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     folder = Path(tmp_path_factory.mktemp("fuzzed"))
     store = served_store(folder)
     admin = ApiKeys(store.config.data_dir / KEYS_FILE, NO_CACHE.roles).add("fuzzer", ["admin"])
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store, NO_CACHE), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", admin
-    server.should_exit = True
-    thread.join(10)
+    with serving_in_thread(create_app(store, NO_CACHE)) as port:
+        yield f"http://127.0.0.1:{port}", admin
     store.close()
 
 

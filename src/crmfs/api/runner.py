@@ -6,8 +6,12 @@ import ipaddress
 import logging
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +35,30 @@ def app_from_env() -> FastAPI:
     store = FeatureStore(Path(os.environ.get(REPO_ENV, ".")), clock=clock)
     store.plans()  # fail at start, not at the first request, if definitions are not applied
     return create_app(store)
+
+
+@contextmanager
+def serving_in_thread(app: FastAPI, start_timeout_s: float = 30.0) -> Iterator[int]:
+    """Serve ``app`` on a free loopback port from a thread of this process (the demo,
+    tests); yields the port, and stops the server on exit."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="crmfs-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the feature server did not start on port {port}")
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def _fixed(at: int) -> Callable[[], int]:
