@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.storage.redis_servers import delete_prefix, require_shared_redis, unique_prefix
+from tests.storage.redis_servers import (
+    ThrowawayRedis,
+    delete_prefix,
+    require_shared_redis,
+    unique_prefix,
+)
 
 
 @pytest.fixture
@@ -17,3 +23,12 @@ def redis_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
     prefix = unique_prefix(request.node.name)
     yield prefix
     delete_prefix(prefix)
+
+
+@pytest.fixture
+def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+    """A redis-server of this test's own (started), killed after the test."""
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -77,3 +77,47 @@ def store(tmp_path: Path) -> Iterator[FeatureStore]:
 def client(store: FeatureStore) -> Iterator[TestClient]:
     with TestClient(create_app(store, NO_CACHE)) as client:
         yield client
+
+
+REDIS_PROJECT_DEFINITIONS = """
+from crmfs import Entity, EventSource, FeatureService, FeatureView, Latest
+from crmfs.definitions import Aggregation
+
+customer = Entity("customer", join_key="customer_id")
+orders = EventSource(
+    "orders",
+    schema={"event_id": "string", "ts": "timestamp", "customer_id": "string", "qty": "int"},
+    event_id="event_id", event_time="ts",
+)
+consents = EventSource(
+    "consents",
+    schema={"event_id": "string", "ts": "timestamp", "customer_id": "string",
+            "personalization": "bool"},
+    event_id="event_id", event_time="ts",
+)
+activity = FeatureView("activity", customer, orders,
+                       [Aggregation("qty", "sum", ["30d"], field="qty")])
+consent = FeatureView("consent", customer, consents,
+                      [Latest("personalization", "personalization")])
+recs = FeatureService("recs", [activity], purpose="personalization",
+                      consent="consent:personalization")
+"""
+
+
+def redis_project(folder: Path, online_store: str, server: str = "{}") -> FeatureStore:
+    """A project folder on disk (as ``crmfs serve`` opens one) whose online store is the
+    Redis ``online_store`` names, applied, with c1's 3 orders and consent ingested."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "crmfs.yaml").write_text(
+        f"project: served\ndefinitions: definitions.py\nonline_store: {online_store}\n"
+        f"server: {server}\n"
+    )
+    (folder / "definitions.py").write_text(REDIS_PROJECT_DEFINITIONS)
+    store = FeatureStore(folder)
+    store.apply()
+    now = datetime.now(UTC).isoformat()
+    store.ingest("orders", [{"event_id": "o1", "ts": now, "customer_id": "c1", "qty": 3}])
+    store.ingest(
+        "consents", [{"event_id": "k1", "ts": now, "customer_id": "c1", "personalization": True}]
+    )
+    return store

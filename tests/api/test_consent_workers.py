@@ -19,54 +19,18 @@ from pathlib import Path
 import pytest
 
 from crmfs.store import FeatureStore
+from tests.api.conftest import redis_project
 from tests.storage.redis_servers import SHARED_URL, free_port
 
 WORKERS = 2
 READS = 40  # each on a new connection, so that both workers answer some
 
-DEFINITIONS = """
-from crmfs import Entity, EventSource, FeatureService, FeatureView, Latest
-from crmfs.definitions import Aggregation
-
-customer = Entity("customer", join_key="customer_id")
-orders = EventSource(
-    "orders",
-    schema={"event_id": "string", "ts": "timestamp", "customer_id": "string", "qty": "int"},
-    event_id="event_id", event_time="ts",
-)
-consents = EventSource(
-    "consents",
-    schema={"event_id": "string", "ts": "timestamp", "customer_id": "string",
-            "personalization": "bool"},
-    event_id="event_id", event_time="ts",
-)
-activity = FeatureView("activity", customer, orders,
-                       [Aggregation("qty", "sum", ["30d"], field="qty")])
-consent = FeatureView("consent", customer, consents,
-                      [Latest("personalization", "personalization")])
-recs = FeatureService("recs", [activity], purpose="personalization",
-                      consent="consent:personalization")
-"""
-
 
 @pytest.fixture
 def project(tmp_path: Path, redis_prefix: str) -> Path:
-    (tmp_path / "crmfs.yaml").write_text(
-        "project: consent_workers\ndefinitions: definitions.py\n"
-        f'online_store: {{type: redis, url: "{SHARED_URL}", key_prefix: {redis_prefix}}}\n'
-        # Cached states would live 30 s: only the change feed can make a worker forget them.
-        "server: {cache: {ttl_s: 30}}\n"
-    )
-    (tmp_path / "definitions.py").write_text(DEFINITIONS)
-    store = FeatureStore(tmp_path)
-    store.apply()
-    now = datetime.now(UTC).isoformat()
-    store.ingest("orders", [{"event_id": "o1", "ts": now, "customer_id": "c1", "qty": 3}])
-    store.ingest(
-        "consents",
-        [{"event_id": "k1", "ts": now, "customer_id": "c1", "personalization": True}],
-    )
-    store.close()
+    online = f'{{type: redis, url: "{SHARED_URL}", key_prefix: {redis_prefix}}}'
+    # Cached states would live 30 s: only the change feed can make a worker forget them.
+    redis_project(tmp_path, online, server="{cache: {ttl_s: 30}}").close()
     return tmp_path
 
 

@@ -50,15 +50,6 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
 
 
 @pytest.fixture
-def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    """A redis-server of this test's own (started), stopped after the test."""
-    server = ThrowawayRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
 def durable_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
     """A redis-server of this test's own that writes every change to disk before it answers."""
     server = ThrowawayRedis(tmp_path, durable=True)
