@@ -17,11 +17,9 @@ from crmfs.api.metrics import CacheCounters, served_entities, served_values
 from crmfs.api.models import EntityValue, FeaturesRequest
 from crmfs.api.settings import AUTO, ServerSettings
 from crmfs.config import RedisOnlineStoreConfig
-from crmfs.definitions import FallbackKind, Sensitivity
 from crmfs.errors import EntityDataError
 from crmfs.serving.access import MASKED, Principal
 from crmfs.serving.online import OnlineResponse
-from crmfs.serving.selection import feature_sensitivity
 from crmfs.store import FeatureStore
 
 if TYPE_CHECKING:
@@ -45,7 +43,6 @@ class FeatureReads:
         )
         self._counters = CacheCounters(self._cache_counts) if self.cache is not None else None
         self._counted_at = 0.0
-        self._selections: dict[Any, tuple[list[Sensitivity], list[str], bool]] = {}
 
     async def serve(
         self, body: FeaturesRequest, request: Request, principal: Principal
@@ -53,45 +50,23 @@ class FeatureReads:
         selection: str | list[str] = (
             body.feature_service if body.features is None else body.features
         )
-        refs, labels, slow = self._selection(selection)
+        compiled = self.store.online_selection(selection)  # compiled once, then kept
         masked = self.gate.masked_features(
-            request, principal, body.feature_service, dict(zip(refs, labels, strict=True))
+            request, principal, body.feature_service, compiled.labels
         )
         rows = _rows(body.entities, self.settings.max_entities)
         store = self.store
         response = await self.access.run(
             lambda: store.get_online_features(selection, rows, max_age_s=body.max_age_s),
-            slow=slow,
+            slow=compiled.contract.reads_offline,
         )
         if masked:
             _mask(response, masked)
-            self.gate.record_masked(
-                request, principal, masked, dict(zip(refs, labels, strict=True)), len(rows)
-            )
+            self.gate.record_masked(request, principal, masked, compiled.labels, len(rows))
         served_entities(body.feature_service or "features").inc(len(rows))
         _count_statuses(response)
         self._update_counters()
         return Response(orjson.dumps(_body(response)), media_type="application/json")
-
-    def _selection(self, selection: str | list[str]) -> tuple[list[str], list[Sensitivity], bool]:
-        """The refs of a selection, their labels, and whether it may read offline (slow)."""
-        key = selection if isinstance(selection, str) else tuple(selection)
-        found = self._selections.get(key)
-        if found is None:
-            compiled = self.store.online_selection(selection)
-            refs = [ref for _, labels in compiled.requests for ref in labels]
-            refs = [ref for ref in refs if ref not in compiled.hidden]
-            labels = [feature_sensitivity(*self.store.catalog.resolve(ref)) for ref in refs]
-            slow = any(
-                step.kind is FallbackKind.OFFLINE
-                for chain in compiled.contract.chains.values()
-                for step in chain.steps
-            )
-            if len(self._selections) > 256:
-                self._selections.clear()
-            found = self._selections[key] = (labels, refs, slow)
-        labels, refs, slow = found
-        return refs, labels, slow
 
     def catalog_summary(self) -> dict[str, Any]:
         catalog = self.store.catalog

@@ -61,6 +61,15 @@ class Contract:
     chains: Mapping[str, FeatureChain] = field(default_factory=dict)
     consent: ConsentGate | None = None
 
+    @property
+    def reads_offline(self) -> bool:
+        """Whether a chain may query the event log (slow: servers run it off their loop)."""
+        return any(
+            step.kind is FallbackKind.OFFLINE
+            for chain in self.chains.values()
+            for step in chain.steps
+        )
+
     def extra_refs(self) -> list[str]:
         """Features read only to serve the contract (fallback targets, consent)."""
         extra = [ref for chain in self.chains.values() for ref in chain.feature_refs()]

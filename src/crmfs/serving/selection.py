@@ -25,12 +25,14 @@ def feature_sensitivity(view: FeatureView, name: str) -> Sensitivity:
 
 @dataclass(frozen=True)
 class CompiledSelection:
-    """The online requests of a selection (by view), the contract they serve, and the
-    features read only for that contract (dropped from the answer)."""
+    """The online requests of a selection (by view), the contract they serve, the
+    features read only for that contract (dropped from the answer), and the sensitivity
+    label of each feature answered (what access control masks by)."""
 
     requests: list[tuple[FeatureRequest, list[str]]]
     contract: Contract
     hidden: list[str]
+    labels: dict[str, Sensitivity]
 
 
 def compile_selection(
@@ -65,7 +67,9 @@ def compile_selection(
             entry[1].append(name)
             entry[2].append(ref)
     requests = [(feature_request(plan, names), labels) for plan, names, labels in grouped.values()]
-    return CompiledSelection(requests, contract, hidden)
+    answered = [ref for _, labels in requests for ref in labels if ref not in hidden]
+    sensitivity = {ref: feature_sensitivity(*catalog.resolve(ref)) for ref in answered}
+    return CompiledSelection(requests, contract, hidden, sensitivity)
 
 
 def _is_personal(catalog: Catalog, ref: str, consent_view: FeatureView) -> bool:
