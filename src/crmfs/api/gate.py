@@ -54,11 +54,10 @@ class Gate:
         """The features to mask for ``principal`` (403 if it may not read the selection, or
         if sensitive features are refused rather than masked)."""
         try:
-            decision = decide_read(principal, service, labels, self.refuse_sensitive)
+            return decide_read(principal, service, labels, self.refuse_sensitive)
         except Forbidden as exc:
             self._refused("forbidden", request, str(exc), principal)
             raise
-        return decision.masked
 
     def record_masked(
         self,

@@ -86,11 +86,15 @@ class Principal:
             frozenset().union(*(r.labels for r in roles)),
         )
 
+    @property
+    def who(self) -> str:
+        """The key and its roles, as errors name them."""
+        return f"key {self.name!r} (roles {', '.join(self.roles) or 'none'})"
+
     def require(self, ability: Ability) -> None:
         if ability not in self.abilities:
             raise Forbidden(
-                f"key {self.name!r} (roles {', '.join(self.roles) or 'none'}) may not"
-                f" {ability.value}: give it a role with {ability.value!r}"
+                f"{self.who} may not {ability.value}: give it a role with {ability.value!r}"
             )
 
     def may_read_service(self, service: str | None) -> bool:
@@ -250,26 +254,18 @@ class ApiKeys:
             self._by_hash, self._seen = by_hash, seen
 
 
-@dataclass(frozen=True)
-class ReadDecision:
-    """What a caller may see of a read: the features to mask (or a refusal)."""
-
-    masked: list[str]
-
-
 def decide_read(
     principal: Principal,
     service: str | None,
     labels: Mapping[str, Sensitivity],
     refuse_sensitive: bool,
-) -> ReadDecision:
-    """Check a read of features (``labels``: each requested ref's sensitivity)."""
-    principal.require(Ability.READ)
+) -> list[str]:
+    """The features of a read to mask for ``principal`` (``labels``: each feature's
+    sensitivity), whose ``read`` ability its caller checked; Forbidden if it may not read
+    the selection, or if sensitive features are refused rather than masked."""
     if not principal.may_read_service(service):
         what = f"feature service {service!r}" if service else "ad-hoc feature lists"
-        raise Forbidden(
-            f"key {principal.name!r} (roles {', '.join(principal.roles)}) may not read {what}"
-        )
+        raise Forbidden(f"{principal.who} may not read {what}")
     hidden = [ref for ref, label in labels.items() if label not in principal.labels]
     if hidden and refuse_sensitive:
         shown = ", ".join(f"{ref} ({labels[ref].value})" for ref in hidden[:5])
@@ -277,7 +273,7 @@ def decide_read(
             f"key {principal.name!r} lacks the sensitivity labels of {shown}"
             f"{' ...' if len(hidden) > 5 else ''}"
         )
-    return ReadDecision(hidden)
+    return hidden
 
 
 def describe(principal: Principal) -> dict[str, Any]:
