@@ -41,6 +41,7 @@ from crmfs.api.settings import ServerSettings
 from crmfs.errors import CrmfsError, PayloadTooLarge
 from crmfs.serving.access import KEYS_FILE, Ability, ApiKeys, Principal
 from crmfs.serving.audit import AUDIT_FILE, AuditLog
+from crmfs.storage.ports import Watermark
 from crmfs.store import FeatureStore
 
 T = TypeVar("T")
@@ -125,6 +126,10 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         """Liveness: the process answers."""
         return Health(status="ok")
 
+    def _readiness() -> tuple[Watermark, int]:
+        store.plans()  # raises if the definitions are not applied
+        return store.online.watermark(), store.registry.generation()
+
     @app.get(
         "/ready",
         response_model=Health,
@@ -135,8 +140,7 @@ def create_app(store: FeatureStore, settings: ServerSettings | None = None) -> F
         """Readiness: definitions applied, unchanged since this worker started, and the
         online store answers."""
         try:
-            mark = await access.run(lambda: (store.plans(), store.online.watermark())[1])
-            generation = await access.run(store.registry.generation)
+            mark, generation = await access.run(_readiness)
         except CrmfsError as exc:
             return problems.problem(503, "Service Unavailable", f"not ready: {exc}")
         if generation != started_generation:
